@@ -1,0 +1,19 @@
+"""build_image, get_build_status: the edge image of the source's champion, through the ImageBuilder port."""
+
+from __future__ import annotations
+
+from shared.adapters import get_ports
+
+
+def build_image(request: dict) -> dict:
+    images = get_ports().images
+    source_id, version = request["source_id"], int(request["version"])
+    existing = images.image_for(source_id, version)
+    if existing:  # idempotent: a replayed or repeated request reuses the image already built
+        return {"build_id": existing["build_id"], "existing": True}
+    return {"build_id": images.start_build(source_id, version, request.get("eval_uri")), "existing": False}
+
+
+def get_build_status(request: dict) -> dict:
+    status = get_ports().images.status(request["build_id"])
+    return {key: status.get(key) for key in ("build_id", "state", "image", "digest", "context_uri", "error")}

@@ -1,0 +1,61 @@
+"""resolve_data: the manifest of the source's data blobs for [start, end), stored as a blob."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from shared import codec
+from shared.adapters import get_ports
+from shared.blob_layout import BlobPathError, parse_raw_blob_name
+from shared.dataset import parse_time
+from shared.run_store import manifest_name
+from shared.source_data import STATUS_KEY
+
+
+def resolve_data(request: dict) -> dict:
+    ports = get_ports()
+    settings = ports.settings
+    source_id = request["source_id"]
+    start, end = parse_time(request.get("start")), parse_time(request.get("end"))
+    slack = timedelta(days=settings.blob_date_slack_days)
+    blobs, skipped, newest = [], [], None
+    for blob in ports.storage.list(settings.containers.raw, f"{source_id}/"):
+        if newest is None or blob.last_modified > newest:
+            newest = blob.last_modified
+        try:
+            path = parse_raw_blob_name(blob.name, settings.source_id_pattern, settings.source_id_max_length)
+        except BlobPathError as exc:
+            skipped.append({"blob": blob.name, "reason": str(exc)})
+            continue
+        if blob.metadata.get(STATUS_KEY) == "rejected":
+            skipped.append({"blob": blob.name, "reason": "rejected earlier: " + blob.metadata.get("multiline_error", "")})
+            continue
+        if blob.size == 0:
+            skipped.append({"blob": blob.name, "reason": "empty blob"})
+            continue
+        day = datetime(path.day.year, path.day.month, path.day.day)
+        # The path date is when the file's data starts: a file may reach past it, never before it.
+        if end is not None and day >= end:
+            continue
+        if start is not None and day < start - slack:
+            continue
+        blobs.append(blob.name)
+    manifest = {
+        "source_id": source_id,
+        "start": request.get("start"),
+        "end": request.get("end"),
+        "filters": request.get("filters") or {},
+        "blobs": sorted(blobs),
+        "skipped": skipped,
+        "newest_modified": newest.isoformat() if newest else None,
+        "listed_at": datetime.now(timezone.utc).isoformat(),
+    }
+    name = manifest_name(source_id, request["run_id"])
+    ports.storage.write(settings.containers.runs, name, codec.to_bytes(manifest))
+    return {
+        "manifest_uri": f"{settings.containers.runs}/{name}",
+        "blob_count": len(blobs),
+        "skipped": skipped[:10],
+        "skipped_count": len(skipped),
+        "newest_modified": manifest["newest_modified"],
+    }

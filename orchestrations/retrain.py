@@ -1,0 +1,224 @@
+"""The per-source retraining orchestration: one instance per source, the steps of the product in order.
+
+Runs unchanged on durabletask locally and, through `orchestrations.df_adapter`, on Durable Functions.
+Instance id: `retrain-<source_id>` (see `instance_id_for`), so a source never has two runs at once.
+Uploads that arrive while a run waits or works are raised as `upload` events and coalesced into the
+next run (continue-as-new), never lost and never run twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+
+from durabletask.task import RetryPolicy, when_any
+
+UPLOAD_EVENT = "upload"
+ORCHESTRATOR_NAME = "retrain_source"
+
+# Storage hiccups are retried; a step that keeps failing ends the run with its reason recorded.
+STEP_RETRY = RetryPolicy(first_retry_interval=timedelta(seconds=2), max_number_of_attempts=3, backoff_coefficient=2.0)
+
+
+def instance_id_for(source_id: str) -> str:
+    return f"retrain-{source_id}"
+
+
+@dataclass
+class RetrainRequest:
+    source_id: str
+    start: str | None = None
+    end: str | None = None
+    filters: dict = field(default_factory=dict)
+    manual: bool = False
+    trigger: str = "upload"
+    uploads: int = 0
+    debounce_seconds: float = 30.0
+    poll_seconds: float = 15.0
+    training_deadline_seconds: float = 4 * 3600.0
+    build_deadline_seconds: float = 3600.0
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "RetrainRequest":
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{key: value for key, value in payload.items() if key in known})
+
+    def absorb(self, signal: dict | None) -> "RetrainRequest":
+        """Fold one more upload or manual request into the run that will happen next."""
+        signal = signal or {}
+        if signal.get("manual"):
+            return replace(self, manual=True, trigger="manual", start=signal.get("start"), end=signal.get("end"),
+                           filters=signal.get("filters") or {}, uploads=self.uploads)
+        return replace(self, uploads=self.uploads + 1)
+
+    def next_run(self) -> "RetrainRequest":
+        """The follow-up run's request: uploads since the run started, over the whole history."""
+        return replace(self, start=None, end=None, filters={}, manual=False, trigger="follow-up", uploads=0)
+
+
+def utc(moment: datetime) -> datetime:
+    """durabletask gives naive UTC, Durable Functions aware UTC: records always carry aware UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def retrain_source(ctx, payload: dict):
+    request = RetrainRequest.from_dict(payload)
+    status = {"source_id": request.source_id, "step": "debouncing", "uploads": request.uploads}
+    ctx.set_custom_status(status)
+
+    signals = Signals(ctx)
+    if not request.manual:
+        request = yield from wait_until_quiet(ctx, signals, request)
+
+    started = utc(ctx.current_utc_datetime)
+    run_id = f"{request.source_id}-{started:%Y%m%dT%H%M%S%f}"
+    record: dict = {
+        "source_id": request.source_id, "run_id": run_id, "instance_id": ctx.instance_id,
+        "trigger": request.trigger, "uploads": request.uploads, "start": request.start, "end": request.end,
+        "filters": request.filters, "started_at": started.isoformat(), "outcome": None,
+    }
+
+    def step(name: str, **extra) -> None:
+        status.update(step=name, run_id=run_id, **extra)
+        ctx.set_custom_status(status)
+
+    try:
+        step("resolve_data")
+        manifest = yield ctx.call_activity("resolve_data", input={
+            "source_id": request.source_id, "run_id": run_id, "start": request.start, "end": request.end,
+            "filters": request.filters,
+        }, retry_policy=STEP_RETRY)
+        record["manifest"] = manifest
+        if manifest["blob_count"] == 0:
+            record["outcome"] = "no_data"
+            record["error"] = "no data blobs for this source in the requested range"
+        else:
+            step("check_drift")
+            drift = yield ctx.call_activity("check_drift", input={
+                "source_id": request.source_id, "run_id": run_id, "manifest_uri": manifest["manifest_uri"],
+            }, retry_policy=STEP_RETRY)
+            record["drift"] = drift
+
+            step("submit_training")
+            job = yield ctx.call_activity("submit_training", input={
+                "source_id": request.source_id, "run_id": run_id, "instance_id": ctx.instance_id,
+                "manifest_uri": manifest["manifest_uri"], "drift_summary": drift["summary"],
+            }, retry_policy=STEP_RETRY)
+            step("training", job_id=job["job_id"])
+            training = yield from poll_until_terminal(
+                ctx, "get_training_status", {"job_id": job["job_id"]}, request.poll_seconds,
+                request.training_deadline_seconds,
+            )
+            if training["state"] == "timed_out":
+                yield ctx.call_activity("cancel_training", input={"job_id": job["job_id"]}, retry_policy=STEP_RETRY)
+            record["training"] = {"job_id": job["job_id"], **training}
+
+            if training["state"] != "succeeded":
+                record["outcome"] = "training_" + training["state"]
+                record["error"] = training.get("error")
+            else:
+                challenger_version = training["result"]["model_version"]
+                step("compare_champion", challenger_version=challenger_version)
+                comparison = yield ctx.call_activity("compare_champion", input={
+                    "source_id": request.source_id, "challenger_version": challenger_version,
+                }, retry_policy=STEP_RETRY)
+                record["comparison"] = comparison
+                champion_version = comparison["champion_version"]
+                record["outcome"] = "kept"
+                if comparison["decision"] == "promote":
+                    step("promote")
+                    promotion = yield ctx.call_activity("promote", input={
+                        "source_id": request.source_id, "version": challenger_version,
+                        "expected_etag": comparison["champion_etag"], "reason": comparison["reason"],
+                    }, retry_policy=STEP_RETRY)
+                    record["promotion"] = promotion
+                    champion_version = promotion["champion_version"]
+                    record["outcome"] = "promoted" if promotion["promoted"] else "kept"
+                record["champion_version"] = champion_version
+
+                if champion_version is not None:
+                    step("build_image", champion_version=champion_version)
+                    build = yield ctx.call_activity("build_image", input={
+                        "source_id": request.source_id, "version": champion_version,
+                    }, retry_policy=STEP_RETRY)
+                    image = yield from poll_until_terminal(
+                        ctx, "get_build_status", {"build_id": build["build_id"]}, request.poll_seconds,
+                        request.build_deadline_seconds,
+                    )
+                    record["image"] = image
+                    if image["state"] != "succeeded":
+                        record["error"] = f"image build {image['state']}: {image.get('error')}"
+    except Exception as exc:  # a failed step ends the run with its reason; the champion is untouched
+        record["outcome"] = "failed"
+        record["error"] = f"step {status['step']} failed: {exc}"
+
+    ended = utc(ctx.current_utc_datetime)
+    record["ended_at"] = ended.isoformat()
+    record["duration_seconds"] = round((ended - started).total_seconds(), 3)
+    step("record_run", outcome=record["outcome"])
+    yield ctx.call_activity("record_run", input=record, retry_policy=STEP_RETRY)
+
+    # Anything that arrived during the run gets exactly one follow-up run.
+    follow_up = request.next_run()
+    waiting = yield from drain_signals(ctx, signals, follow_up)
+    pending = {"pending": 0}
+    if "manifest" in record:
+        pending = yield ctx.call_activity("pending_uploads", input={
+            "source_id": request.source_id, "manifest_uri": record["manifest"]["manifest_uri"],
+        }, retry_policy=STEP_RETRY)
+    if waiting.uploads or waiting.manual or pending["pending"]:
+        step("continuing", outcome=record["outcome"], pending=pending["pending"] + waiting.uploads)
+        ctx.continue_as_new(asdict(waiting), save_events=True)
+        return None
+    step("done", outcome=record["outcome"])
+    return {key: record.get(key) for key in ("source_id", "run_id", "outcome", "champion_version", "error")}
+
+
+class Signals:
+    """The one pending wait for `upload` events. Reusing it matters: an event goes to the oldest waiter,
+    so a fresh waiter per loop would leave events stranded on abandoned ones."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.waiter = None
+
+    def next(self):
+        if self.waiter is None or self.waiter.is_complete:
+            self.waiter = self.ctx.wait_for_external_event(UPLOAD_EVENT)
+        return self.waiter
+
+
+def wait_until_quiet(ctx, signals: Signals, request: RetrainRequest):
+    """Debounce: wait until no upload arrived for `debounce_seconds`; a manual request starts at once."""
+    while True:
+        quiet = ctx.create_timer(ctx.current_utc_datetime + timedelta(seconds=request.debounce_seconds))
+        upload = signals.next()
+        winner = yield when_any([upload, quiet])
+        if winner is quiet:
+            return request
+        request = request.absorb(upload.get_result())
+        if request.manual:
+            return request
+
+
+def drain_signals(ctx, signals: Signals, request: RetrainRequest):
+    """Take every signal already waiting (raised during the run) without waiting for new ones."""
+    while True:
+        now = ctx.create_timer(ctx.current_utc_datetime)
+        upload = signals.next()
+        winner = yield when_any([upload, now])
+        if winner is now:
+            return request
+        request = request.absorb(upload.get_result())
+
+
+def poll_until_terminal(ctx, activity: str, payload: dict, poll_seconds: float, deadline_seconds: float):
+    """Poll a long-running job with durable timers until it ends or the deadline passes."""
+    deadline = ctx.current_utc_datetime + timedelta(seconds=deadline_seconds)
+    while True:
+        state = yield ctx.call_activity(activity, input=payload, retry_policy=STEP_RETRY)
+        if state["state"] in ("succeeded", "failed", "canceled"):
+            return state
+        if ctx.current_utc_datetime >= deadline:
+            return {**state, "state": "timed_out", "error": f"not finished after {deadline_seconds:.0f} s"}
+        yield ctx.create_timer(ctx.current_utc_datetime + timedelta(seconds=poll_seconds))

@@ -1,0 +1,79 @@
+"""The fleet view: per source, the champion, the last run's decision and losses, drift, image, timing."""
+
+from __future__ import annotations
+
+from orchestrations.retrain import instance_id_for
+from shared.run_store import latest_run
+
+
+def _champion_loss(run: dict | None, champion_record: dict | None, loss_name: str) -> float | None:
+    comparison = (run or {}).get("comparison") or {}
+    if comparison and run.get("champion_version") == comparison.get("challenger_version"):
+        return comparison.get("challenger_loss")
+    if comparison and run.get("champion_version") == comparison.get("champion_version"):
+        return comparison.get("champion_loss")
+    return ((champion_record or {}).get("metrics") or {}).get(loss_name)
+
+
+def source_view(ports, orchestrations, source_id: str) -> dict:
+    registry, storage, settings = ports.registry, ports.storage, ports.settings
+    champion_version, _ = registry.champion(source_id)
+    champion_record = registry.get(source_id, champion_version) if champion_version is not None else None
+    run = latest_run(storage, settings.containers.runs, source_id)
+    comparison = (run or {}).get("comparison") or {}
+    image = ports.images.image_for(source_id, champion_version) if champion_version is not None else None
+    orchestration = orchestrations.status(instance_id_for(source_id)) if orchestrations else None
+    return {
+        "source_id": source_id,
+        "champion_version": champion_version,
+        "champion_loss": _champion_loss(run, champion_record, ports.spec.loss),
+        "loss": ports.spec.loss,
+        "champion_train_end": (champion_record or {}).get("train_end"),
+        "challenger_version": comparison.get("challenger_version"),
+        "challenger_loss": comparison.get("challenger_loss"),
+        "decision": (run or {}).get("outcome"),
+        "reason": comparison.get("reason") or (run or {}).get("error"),
+        "drift": ((run or {}).get("drift") or {}).get("summary"),
+        "image": (image or {}).get("image"),
+        "image_digest": (image or {}).get("digest"),
+        "last_run_id": (run or {}).get("run_id"),
+        "last_run_seconds": (run or {}).get("duration_seconds"),
+        "last_run_ended_at": (run or {}).get("ended_at"),
+        "orchestration": {
+            "instance_id": instance_id_for(source_id),
+            "runtime_status": (orchestration or {}).get("runtime_status"),
+            "step": ((orchestration or {}).get("custom_status") or {}).get("step"),
+        },
+    }
+
+
+def known_sources(ports) -> list[str]:
+    raw = ports.storage.list_prefixes(ports.settings.containers.raw)
+    return sorted(set(raw) | set(ports.registry.sources()))
+
+
+def fleet_view(ports, orchestrations) -> list[dict]:
+    return [source_view(ports, orchestrations, source_id) for source_id in known_sources(ports)]
+
+
+COLUMNS = [
+    ("source", "source_id"), ("champion", "champion_version"), ("champion loss", "champion_loss"),
+    ("challenger loss", "challenger_loss"), ("decision", "decision"), ("drift", "drift"), ("image", "image"),
+    ("run s", "last_run_seconds"),
+]
+
+
+def cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def format_table(rows: list[dict], columns=COLUMNS) -> str:
+    cells = [[title for title, _ in columns]] + [[cell(row.get(key)) for _, key in columns] for row in rows]
+    widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""The edge image's build context, the same for ACR Tasks and the local builder: a reproducible tar.gz."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from importlib.metadata import version as package_version
+
+from shared.settings import PROJECT_ROOT
+from shared.spec import ModelSpec
+
+EDGE_DIR = PROJECT_ROOT / "edge"
+EDGE_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "joblib", "pyarrow")
+
+
+def image_name(source_id: str, version: int) -> str:
+    # Docker repository names are lower case.
+    return f"edge-{source_id.lower()}:{version}"
+
+
+def edge_requirements() -> str:
+    """Pin the edge image to the library versions that trained the model, so it unpickles identically."""
+    return "".join(f"{name}=={package_version(name)}\n" for name in EDGE_PACKAGES)
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(data))
+
+
+def build_context(
+    source_id: str, version: int, model_bytes: bytes, record: dict, spec: ModelSpec, evaluation: bytes | None
+) -> tuple[bytes, str]:
+    """The tar.gz bytes and their sha256 digest (`sha256:<hex>`); equal inputs give equal bytes."""
+    card = {
+        "source_id": source_id,
+        "version": version,
+        "sha256": record["sha256"],
+        "target": spec.target,
+        "features": spec.features,
+        "numeric_features": spec.numeric_features,
+        "categorical_features": spec.categorical_features,
+        "loss": spec.loss,
+        "metrics": record.get("metrics", {}),
+        "train_end": record.get("train_end"),
+    }
+    expected_loss = record.get("metrics", {}).get(spec.loss, "")
+    dockerfile = (EDGE_DIR / "Dockerfile.template").read_text()
+    dockerfile = dockerfile.replace("{source_id}", source_id).replace("{expected_loss}", str(expected_loss))
+    files = {
+        "Dockerfile": dockerfile.encode(),
+        "requirements.txt": edge_requirements().encode(),
+        "score_server.py": (EDGE_DIR / "score_server.py").read_bytes(),
+        "model/model.joblib": model_bytes,
+        "model/model.json": json.dumps(card, indent=1, sort_keys=True).encode(),
+    }
+    if evaluation is not None:
+        files["model/evaluation.parquet"] = evaluation
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name in sorted(files):
+            _add(archive, name, files[name])
+    packed = io.BytesIO()
+    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0) as zipped:
+        zipped.write(raw.getvalue())
+    data = packed.getvalue()
+    return data, "sha256:" + hashlib.sha256(data).hexdigest()

@@ -1,0 +1,82 @@
+"""The shared model architecture: one-hot encoding and imputation in front of the spec's estimator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from shared.dataset import TIMESTAMP
+from shared.spec import ModelSpec
+
+
+def build_pipeline(spec: ModelSpec) -> Pipeline:
+    transformers = []
+    if spec.numeric_features:
+        transformers.append(
+            ("numeric", SimpleImputer(strategy=spec.numeric_impute, keep_empty_features=True), spec.numeric_features)
+        )
+    if spec.categorical_features:
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy=spec.categorical_impute, fill_value="missing", keep_empty_features=True)),
+                ("one_hot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        transformers.append(("categorical", categorical, spec.categorical_features))
+    preprocess = ColumnTransformer(transformers, remainder="drop")
+    return Pipeline([("preprocess", preprocess), ("model", spec.build_estimator())])
+
+
+def features_of(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    return frame[spec.features]
+
+
+def labelled(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Rows with a target and a timestamp: missing targets are never trained on nor scored."""
+    return frame.loc[frame[spec.target].notna() & frame[TIMESTAMP].notna()]
+
+
+def per_row_loss(y_true: np.ndarray, y_pred: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    errors = np.asarray(y_pred, dtype="float64") - np.asarray(y_true, dtype="float64")
+    return errors**2 if spec.loss == "rmse" else np.abs(errors)
+
+
+def aggregate_loss(per_row: np.ndarray, spec: ModelSpec) -> float:
+    if len(per_row) == 0:
+        return float("nan")
+    mean = float(np.mean(per_row))
+    return float(np.sqrt(mean)) if spec.loss == "rmse" else mean
+
+
+def score(model, frame: pd.DataFrame, spec: ModelSpec) -> float:
+    predictions = model.predict(features_of(frame, spec))
+    return aggregate_loss(per_row_loss(frame[spec.target].to_numpy(), predictions, spec), spec)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    evaluation: pd.DataFrame
+    eval_start: pd.Timestamp
+    eval_end: pd.Timestamp
+
+
+def split_for_evaluation(frame: pd.DataFrame, spec: ModelSpec) -> Split:
+    """Hold out the most recent `eval_window_days` of labelled rows; train on everything before them.
+
+    eval_start is exclusive and eval_end inclusive: evaluation rows have eval_start < t <= eval_end.
+    """
+    rows = labelled(frame, spec).sort_values(TIMESTAMP)
+    if rows.empty:
+        raise ValueError("no labelled rows: every row lacks the target or a timestamp")
+    eval_end = rows[TIMESTAMP].max()
+    eval_start = eval_end - timedelta(days=spec.eval_window_days)
+    in_window = rows[TIMESTAMP] > eval_start
+    return Split(train=rows.loc[~in_window], evaluation=rows.loc[in_window], eval_start=eval_start, eval_end=eval_end)

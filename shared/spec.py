@@ -1,0 +1,139 @@
+"""The model spec: one JSON file, shared by every source, describing data and model."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOSSES = ("rmse", "mae")
+IMPUTE_NUMERIC = ("median", "mean", "constant")
+IMPUTE_CATEGORICAL = ("most_frequent", "constant")
+TIMESTAMP_PARTS = ("year", "month", "day", "hour")
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be used; the message names the field and what was wrong."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    target: str
+    numeric_features: list[str]
+    categorical_features: list[str]
+    timestamp_column: str | None
+    timestamp_parts: dict[str, str]
+    na_values: list[str]
+    numeric_impute: str
+    categorical_impute: str
+    estimator_class: str
+    estimator_params: dict[str, Any]
+    loss: str
+    eval_window_days: int
+    eval_min_rows: int
+    raw: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric_features, *self.categorical_features]
+
+    @property
+    def required_columns(self) -> list[str]:
+        time_columns = [self.timestamp_column] if self.timestamp_column else list(self.timestamp_parts.values())
+        return list(dict.fromkeys([*time_columns, self.target, *self.features]))
+
+    def to_dict(self) -> dict:
+        return self.raw
+
+    def build_estimator(self):
+        module_name, _, class_name = self.estimator_class.rpartition(".")
+        module = importlib.import_module(module_name)
+        return getattr(module, class_name)(**self.estimator_params)
+
+
+def _require(raw: dict, key: str, kind: type, where: str) -> Any:
+    if key not in raw:
+        raise SpecError(f"{where}: field {key!r} is missing")
+    value = raw[key]
+    if not isinstance(value, kind):
+        raise SpecError(f"{where}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def parse_spec(raw: dict, where: str = "model spec") -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a JSON object")
+    target = _require(raw, "target", str, where)
+    numeric = _require(raw, "numeric_features", list, where)
+    categorical = raw.get("categorical_features", [])
+    if not numeric and not categorical:
+        raise SpecError(f"{where}: declare at least one feature")
+    overlap = set(numeric) & set(categorical)
+    if overlap:
+        raise SpecError(f"{where}: columns {sorted(overlap)} are both numeric and categorical")
+    if target in numeric or target in categorical:
+        raise SpecError(f"{where}: the target {target!r} cannot also be a feature")
+
+    timestamp = _require(raw, "timestamp", dict, where)
+    timestamp_column = timestamp.get("column")
+    parts = timestamp.get("from_parts", {})
+    if bool(timestamp_column) == bool(parts):
+        raise SpecError(f"{where}: timestamp needs exactly one of 'column' or 'from_parts'")
+    unknown_parts = set(parts) - set(TIMESTAMP_PARTS)
+    if unknown_parts or (parts and not {"year", "month", "day"} <= set(parts)):
+        raise SpecError(f"{where}: timestamp.from_parts needs year, month, day (hour optional), got {sorted(parts)}")
+
+    missing = raw.get("missing", {})
+    numeric_impute = missing.get("numeric", "median")
+    categorical_impute = missing.get("categorical", "most_frequent")
+    if numeric_impute not in IMPUTE_NUMERIC:
+        raise SpecError(f"{where}: missing.numeric must be one of {IMPUTE_NUMERIC}, got {numeric_impute!r}")
+    if categorical_impute not in IMPUTE_CATEGORICAL:
+        raise SpecError(f"{where}: missing.categorical must be one of {IMPUTE_CATEGORICAL}, got {categorical_impute!r}")
+    if missing.get("target", "drop") != "drop":
+        raise SpecError(f"{where}: missing.target can only be 'drop' (rows without a target are never trained on)")
+
+    estimator = _require(raw, "estimator", dict, where)
+    estimator_class = _require(estimator, "class", str, f"{where}: estimator")
+    if not estimator_class.startswith("sklearn."):
+        raise SpecError(f"{where}: estimator.class must be a scikit-learn class (sklearn.*), got {estimator_class!r}")
+    loss = raw.get("loss", "rmse")
+    if loss not in LOSSES:
+        raise SpecError(f"{where}: loss must be one of {LOSSES}, got {loss!r}")
+    evaluation = raw.get("evaluation", {})
+    spec = ModelSpec(
+        name=raw.get("name", "model"),
+        target=target,
+        numeric_features=list(numeric),
+        categorical_features=list(categorical),
+        timestamp_column=timestamp_column,
+        timestamp_parts=dict(parts),
+        na_values=list(raw.get("na_values", ["NA", ""])),
+        numeric_impute=numeric_impute,
+        categorical_impute=categorical_impute,
+        estimator_class=estimator_class,
+        estimator_params=dict(estimator.get("params", {})),
+        loss=loss,
+        eval_window_days=int(evaluation.get("window_days", 30)),
+        eval_min_rows=int(evaluation.get("min_rows", 100)),
+        raw=raw,
+    )
+    try:
+        spec.build_estimator()
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise SpecError(f"{where}: estimator {estimator_class} cannot be built: {exc}") from exc
+    return spec
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise SpecError(f"model spec {path} does not exist") from exc
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"model spec {path} is not valid JSON: {exc}") from exc
+    return parse_spec(raw, where=f"model spec {path}")

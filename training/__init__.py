@@ -1,0 +1,1 @@
+"""The training steps (filter, preprocess, train, register): the same code in an Azure ML job and locally."""
