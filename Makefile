@@ -16,7 +16,7 @@ $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "installing Python dependencies into $(VENV) (first time: a few minutes)"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json

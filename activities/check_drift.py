@@ -30,16 +30,23 @@ def check_drift(request: dict) -> dict:
         manifest = read_uri(storage, request["manifest_uri"])
         earliest_day = since - timedelta(days=settings.blob_date_slack_days)
         names = [
-            name for name in manifest["blobs"]
-            if pd.Timestamp(parse_raw_blob_name(name, settings.source_id_pattern, settings.source_id_max_length).day) >= earliest_day
+            name
+            for name in manifest["blobs"]
+            if pd.Timestamp(parse_raw_blob_name(name, settings.source_id_pattern, settings.source_id_max_length).day)
+            >= earliest_day
         ]
         frame, _ = load_frames(storage, settings.containers.raw, names, ports.spec, mark=False)
         if not frame.empty:
-            frame = apply_filters(frame, parse_time(manifest.get("start")), parse_time(manifest.get("end")), manifest.get("filters"))
+            frame = apply_filters(
+                frame, parse_time(manifest.get("start")), parse_time(manifest.get("end")), manifest.get("filters")
+            )
             frame = frame.loc[frame[TIMESTAMP] > pd.Timestamp(since)]
         report = drift_against_profile(
-            ports.registry.profile(source_id, champion_version), frame, ports.spec,
-            settings.drift_psi_threshold, settings.drift_share,
+            ports.registry.profile(source_id, champion_version),
+            frame,
+            ports.spec,
+            settings.drift_psi_threshold,
+            settings.drift_share,
         )
         report["champion_version"] = champion_version
         report["since"] = since.isoformat()

@@ -26,9 +26,16 @@ def compare_champion(request: dict) -> dict:
         champion_train_end = champion.get("train_end")
         champion_loss = score(registry.load_model(source_id, champion_version), rows, spec)
     comparison = decide(
-        champion_version=champion_version, champion_train_end=champion_train_end, champion_loss=champion_loss,
-        challenger_version=challenger_version, challenger_loss=challenger_loss,
-        eval_start=challenger["eval_start"], eval_end=challenger["eval_end"], eval_rows=len(rows),
-        min_rows=spec.eval_min_rows, margin=ports.settings.promotion_margin, loss_name=spec.loss,
+        champion_version=champion_version,
+        champion_train_end=champion_train_end,
+        champion_loss=champion_loss,
+        challenger_version=challenger_version,
+        challenger_loss=challenger_loss,
+        eval_start=challenger["eval_start"],
+        eval_end=challenger["eval_end"],
+        eval_rows=len(rows),
+        min_rows=spec.eval_min_rows,
+        margin=ports.settings.promotion_margin,
+        loss_name=spec.loss,
     )
     return {**comparison.to_dict(), "champion_etag": champion_etag}

@@ -31,7 +31,17 @@ def get_training_status(request: dict) -> dict:
     if result:
         summary["result"] = {
             key: result.get(key)
-            for key in ("model_version", "eval_uri", "eval_start", "eval_end", "eval_rows", "train_rows", "train_end", "metrics", "rejected_blobs")
+            for key in (
+                "model_version",
+                "eval_uri",
+                "eval_start",
+                "eval_end",
+                "eval_rows",
+                "train_rows",
+                "train_end",
+                "metrics",
+                "rejected_blobs",
+            )
         }
         summary["rejected"] = result.get("rejected", [])[:10]
     summary["step_seconds"] = status.get("step_seconds")

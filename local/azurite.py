@@ -52,9 +52,17 @@ class Azurite:
     def connection_string(self) -> str:
         return connection_string(self.port)
 
-    def start(self, timeout: float = 30.0) -> "Azurite":
-        command = [str(azurite_binary()), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                   "--skipApiVersionCheck", "--loose", "--disableProductStyleUrl"]
+    def start(self, timeout: float = 30.0) -> Azurite:
+        command = [
+            str(azurite_binary()),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.port),
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableProductStyleUrl",
+        ]
         if self.location is None:
             command.append("--inMemoryPersistence")
         else:

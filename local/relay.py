@@ -50,7 +50,7 @@ class BlobRelay:
         self._thread = threading.Thread(target=self._run, name="multiline-relay", daemon=True)
         self.posted = 0
 
-    def start(self, skip_existing: bool = True) -> "BlobRelay":
+    def start(self, skip_existing: bool = True) -> BlobRelay:
         if skip_existing:  # what was there before start-up is the reconciler's job, not an event
             self._seen = {blob.name: blob.etag for blob in self.storage.list(self.container)}
         self._thread.start()
@@ -68,7 +68,9 @@ class BlobRelay:
         if new:
             events = [blob_created_event(self.account_url, self.container, blob) for blob in new]
             request = urllib.request.Request(
-                self.webhook_url, data=json.dumps(events).encode(), method="POST",
+                self.webhook_url,
+                data=json.dumps(events).encode(),
+                method="POST",
                 headers={"Content-Type": "application/json", "aeg-event-type": "Notification"},
             )
             with urllib.request.urlopen(request, timeout=60) as response:

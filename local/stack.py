@@ -69,7 +69,7 @@ class LocalStack:
     def account_url(self) -> str:
         return f"http://127.0.0.1:{self.azurite.port}/{ACCOUNT}"
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         options = self.options
         options.state_dir.mkdir(parents=True, exist_ok=True)
         self.azurite = Azurite(
@@ -82,37 +82,44 @@ class LocalStack:
             self.stop()
             raise
 
-    def _start_rest(self) -> "LocalStack":
+    def _start_rest(self) -> LocalStack:
         options = self.options
         # The local host configures the process the way the Functions host would: through settings.
-        os.environ.update({
-            "MULTILINE_MODE": "local",
-            "MULTILINE_STORAGE_CONNECTION_STRING": self.azurite.connection_string,
-            "MULTILINE_STATE_DIR": str(options.state_dir),
-            **{key: str(value) for key, value in (options.settings or {}).items()},
-        })
+        os.environ.update(
+            {
+                "MULTILINE_MODE": "local",
+                "MULTILINE_STORAGE_CONNECTION_STRING": self.azurite.connection_string,
+                "MULTILINE_STATE_DIR": str(options.state_dir),
+                **{key: str(value) for key, value in (options.settings or {}).items()},
+            }
+        )
         reset_ports()
         self.ports = get_ports()
         durable_port = free_port()
         self.backend = create_test_backend(port=durable_port)
         address = f"localhost:{durable_port}"
+        engine_log = logging.getLogger("multiline.durabletask")
         self.worker = TaskHubGrpcWorker(
             host_address=address,
+            logger=engine_log,
             concurrency_options=ConcurrencyOptions(maximum_thread_pool_workers=8),
         )
         self.worker.add_orchestrator(retrain_source)
         for function in activities.ALL:
             self.worker.add_activity(as_durabletask_activity(function))
         self.worker.start()
-        self.client = TaskHubGrpcClient(host_address=address)
+        self.client = TaskHubGrpcClient(host_address=address, logger=engine_log)
         self.orchestrations = DurableTaskOrchestrations(self.client, self.ports.settings)
         self.api = Api(self.ports, self.orchestrations)
         self.server = make_server(self.api, options.http_port)
         self.api.base_url = self.base_url
         serve_in_background(self.server)
         self.relay = BlobRelay(
-            self.ports.storage, self.ports.settings.containers.raw, self.account_url,
-            f"{self.base_url}{WEBHOOK_PATH}?functionName=blob_created", interval=options.relay_interval,
+            self.ports.storage,
+            self.ports.settings.containers.raw,
+            self.account_url,
+            f"{self.base_url}{WEBHOOK_PATH}?functionName=blob_created",
+            interval=options.relay_interval,
         ).start()
         if options.reconcile_on_start:
             self.reconciled = reconcile(self.ports, self.orchestrations)
@@ -135,7 +142,7 @@ class LocalStack:
             except Exception as exc:  # stop everything we can
                 log.warning("while stopping: %s", exc)
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -39,19 +39,26 @@ class RetrainRequest:
     build_deadline_seconds: float = 3600.0
 
     @classmethod
-    def from_dict(cls, payload: dict) -> "RetrainRequest":
+    def from_dict(cls, payload: dict) -> RetrainRequest:
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in payload.items() if key in known})
 
-    def absorb(self, signal: dict | None) -> "RetrainRequest":
+    def absorb(self, signal: dict | None) -> RetrainRequest:
         """Fold one more upload or manual request into the run that will happen next."""
         signal = signal or {}
         if signal.get("manual"):
-            return replace(self, manual=True, trigger="manual", start=signal.get("start"), end=signal.get("end"),
-                           filters=signal.get("filters") or {}, uploads=self.uploads)
+            return replace(
+                self,
+                manual=True,
+                trigger="manual",
+                start=signal.get("start"),
+                end=signal.get("end"),
+                filters=signal.get("filters") or {},
+                uploads=self.uploads,
+            )
         return replace(self, uploads=self.uploads + 1)
 
-    def next_run(self) -> "RetrainRequest":
+    def next_run(self) -> RetrainRequest:
         """The follow-up run's request: uploads since the run started, over the whole history."""
         return replace(self, start=None, end=None, filters={}, manual=False, trigger="follow-up", uploads=0)
 
@@ -73,9 +80,16 @@ def retrain_source(ctx, payload: dict):
     started = utc(ctx.current_utc_datetime)
     run_id = f"{request.source_id}-{started:%Y%m%dT%H%M%S%f}"
     record: dict = {
-        "source_id": request.source_id, "run_id": run_id, "instance_id": ctx.instance_id,
-        "trigger": request.trigger, "uploads": request.uploads, "start": request.start, "end": request.end,
-        "filters": request.filters, "started_at": started.isoformat(), "outcome": None,
+        "source_id": request.source_id,
+        "run_id": run_id,
+        "instance_id": ctx.instance_id,
+        "trigger": request.trigger,
+        "uploads": request.uploads,
+        "start": request.start,
+        "end": request.end,
+        "filters": request.filters,
+        "started_at": started.isoformat(),
+        "outcome": None,
     }
 
     def step(name: str, **extra) -> None:
@@ -84,29 +98,52 @@ def retrain_source(ctx, payload: dict):
 
     try:
         step("resolve_data")
-        manifest = yield ctx.call_activity("resolve_data", input={
-            "source_id": request.source_id, "run_id": run_id, "start": request.start, "end": request.end,
-            "filters": request.filters,
-        }, retry_policy=STEP_RETRY)
+        manifest = yield ctx.call_activity(
+            "resolve_data",
+            input={
+                "source_id": request.source_id,
+                "run_id": run_id,
+                "start": request.start,
+                "end": request.end,
+                "filters": request.filters,
+            },
+            retry_policy=STEP_RETRY,
+        )
         record["manifest"] = manifest
         if manifest["blob_count"] == 0:
             record["outcome"] = "no_data"
             record["error"] = "no data blobs for this source in the requested range"
         else:
             step("check_drift")
-            drift = yield ctx.call_activity("check_drift", input={
-                "source_id": request.source_id, "run_id": run_id, "manifest_uri": manifest["manifest_uri"],
-            }, retry_policy=STEP_RETRY)
+            drift = yield ctx.call_activity(
+                "check_drift",
+                input={
+                    "source_id": request.source_id,
+                    "run_id": run_id,
+                    "manifest_uri": manifest["manifest_uri"],
+                },
+                retry_policy=STEP_RETRY,
+            )
             record["drift"] = drift
 
             step("submit_training")
-            job = yield ctx.call_activity("submit_training", input={
-                "source_id": request.source_id, "run_id": run_id, "instance_id": ctx.instance_id,
-                "manifest_uri": manifest["manifest_uri"], "drift_summary": drift["summary"],
-            }, retry_policy=STEP_RETRY)
+            job = yield ctx.call_activity(
+                "submit_training",
+                input={
+                    "source_id": request.source_id,
+                    "run_id": run_id,
+                    "instance_id": ctx.instance_id,
+                    "manifest_uri": manifest["manifest_uri"],
+                    "drift_summary": drift["summary"],
+                },
+                retry_policy=STEP_RETRY,
+            )
             step("training", job_id=job["job_id"])
             training = yield from poll_until_terminal(
-                ctx, "get_training_status", {"job_id": job["job_id"]}, request.poll_seconds,
+                ctx,
+                "get_training_status",
+                {"job_id": job["job_id"]},
+                request.poll_seconds,
                 request.training_deadline_seconds,
             )
             if training["state"] == "timed_out":
@@ -119,18 +156,29 @@ def retrain_source(ctx, payload: dict):
             else:
                 challenger_version = training["result"]["model_version"]
                 step("compare_champion", challenger_version=challenger_version)
-                comparison = yield ctx.call_activity("compare_champion", input={
-                    "source_id": request.source_id, "challenger_version": challenger_version,
-                }, retry_policy=STEP_RETRY)
+                comparison = yield ctx.call_activity(
+                    "compare_champion",
+                    input={
+                        "source_id": request.source_id,
+                        "challenger_version": challenger_version,
+                    },
+                    retry_policy=STEP_RETRY,
+                )
                 record["comparison"] = comparison
                 champion_version = comparison["champion_version"]
                 record["outcome"] = "kept"
                 if comparison["decision"] == "promote":
                     step("promote")
-                    promotion = yield ctx.call_activity("promote", input={
-                        "source_id": request.source_id, "version": challenger_version,
-                        "expected_etag": comparison["champion_etag"], "reason": comparison["reason"],
-                    }, retry_policy=STEP_RETRY)
+                    promotion = yield ctx.call_activity(
+                        "promote",
+                        input={
+                            "source_id": request.source_id,
+                            "version": challenger_version,
+                            "expected_etag": comparison["champion_etag"],
+                            "reason": comparison["reason"],
+                        },
+                        retry_policy=STEP_RETRY,
+                    )
                     record["promotion"] = promotion
                     champion_version = promotion["champion_version"]
                     record["outcome"] = "promoted" if promotion["promoted"] else "kept"
@@ -138,11 +186,19 @@ def retrain_source(ctx, payload: dict):
 
                 if champion_version is not None:
                     step("build_image", champion_version=champion_version)
-                    build = yield ctx.call_activity("build_image", input={
-                        "source_id": request.source_id, "version": champion_version,
-                    }, retry_policy=STEP_RETRY)
+                    build = yield ctx.call_activity(
+                        "build_image",
+                        input={
+                            "source_id": request.source_id,
+                            "version": champion_version,
+                        },
+                        retry_policy=STEP_RETRY,
+                    )
                     image = yield from poll_until_terminal(
-                        ctx, "get_build_status", {"build_id": build["build_id"]}, request.poll_seconds,
+                        ctx,
+                        "get_build_status",
+                        {"build_id": build["build_id"]},
+                        request.poll_seconds,
                         request.build_deadline_seconds,
                     )
                     record["image"] = image
@@ -163,9 +219,14 @@ def retrain_source(ctx, payload: dict):
     waiting = yield from drain_signals(ctx, signals, follow_up)
     pending = {"pending": 0}
     if "manifest" in record:
-        pending = yield ctx.call_activity("pending_uploads", input={
-            "source_id": request.source_id, "manifest_uri": record["manifest"]["manifest_uri"],
-        }, retry_policy=STEP_RETRY)
+        pending = yield ctx.call_activity(
+            "pending_uploads",
+            input={
+                "source_id": request.source_id,
+                "manifest_uri": record["manifest"]["manifest_uri"],
+            },
+            retry_policy=STEP_RETRY,
+        )
     if waiting.uploads or waiting.manual or pending["pending"]:
         step("continuing", outcome=record["outcome"], pending=pending["pending"] + waiting.uploads)
         ctx.continue_as_new(asdict(waiting), save_events=True)

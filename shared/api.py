@@ -8,7 +8,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from orchestrations.retrain import instance_id_for
 from shared import codec
 from shared.blob_layout import BlobPathError, validate_source_id
 from shared.dataset import parse_time
@@ -98,15 +97,18 @@ class Api:
         if not isinstance(filters, dict):
             return error(400, "filters must be an object {column: value | [values] | {min, max}}")
         signal = {
-            "manual": True, "trigger": "manual",
-            "start": start.isoformat() if start else None, "end": end.isoformat() if end else None,
+            "manual": True,
+            "trigger": "manual",
+            "start": start.isoformat() if start else None,
+            "end": end.isoformat() if end else None,
             "filters": filters,
         }
         started = self.orchestrations.signal(source_id, signal)
         instance_id = started["instance_id"]
         status_url = f"{self.base_url}/api/runs/{instance_id}"
         return Response(
-            202, {"id": instance_id, "action": started["action"], "statusQueryGetUri": status_url},
+            202,
+            {"id": instance_id, "action": started["action"], "statusQueryGetUri": status_url},
             {"Location": status_url},
         )
 

@@ -32,9 +32,7 @@ def validate_source_id(source_id: str, pattern: str, max_length: int) -> str:
     if not source_id:
         raise BlobPathError("source id is empty")
     if len(source_id) > max_length:
-        raise BlobPathError(
-            f"source id {source_id[:80]!r} is {len(source_id)} characters long; at most {max_length} are allowed"
-        )
+        raise BlobPathError(f"source id {source_id[:80]!r} is {len(source_id)} characters long; at most {max_length} are allowed")
     if not re.fullmatch(pattern, source_id):
         raise BlobPathError(f"source id {source_id!r} has characters outside the allowed pattern {pattern}")
     return source_id
@@ -65,12 +63,12 @@ def blob_name_from_url(url: str, container: str) -> str | None:
 
     Returns None when the URL points into another container.
     """
-    path = urlparse(url).path
-    segments = path.split("/")
-    # Azure: /<container>/<blob...>; Azurite: /<account>/<container>/<blob...>
-    for index, segment in enumerate(segments[:3]):
-        if segment == container and index + 1 < len(segments):
-            return unquote("/".join(segments[index + 1 :]))
+    parsed = urlparse(url)
+    segments = parsed.path.split("/")
+    # Azure: https://<account>.blob.../<container>/<blob>; Azurite (path style): http://host:port/<account>/<container>/<blob>
+    index = 1 if ".blob." in (parsed.hostname or "") else 2
+    if len(segments) > index + 1 and segments[index] == container:
+        return unquote("/".join(segments[index + 1 :]))
     return None
 
 

@@ -123,8 +123,12 @@ class BlobModelRegistry:
         }
         try:
             if expected_etag is None:
-                return self.storage.write(self.container, f"{source_id}/champion.json", codec.to_bytes(document), if_none_match="*")
-            return self.storage.write(self.container, f"{source_id}/champion.json", codec.to_bytes(document), if_match=expected_etag)
+                return self.storage.write(
+                    self.container, f"{source_id}/champion.json", codec.to_bytes(document), if_none_match="*"
+                )
+            return self.storage.write(
+                self.container, f"{source_id}/champion.json", codec.to_bytes(document), if_match=expected_etag
+            )
         except PreconditionFailed as exc:
             raise ChampionConflict(f"champion of {source_id} changed while deciding; nothing was moved") from exc
 

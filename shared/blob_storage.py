@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
-from azure.core import MatchConditions
 
 from shared.ports import BlobInfo, NotFound, PreconditionFailed
 
@@ -18,11 +18,11 @@ class BlobStorage:
             self.ensure_container(container)
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, containers: list[str] | None = None) -> "BlobStorage":
+    def from_connection_string(cls, connection_string: str, containers: list[str] | None = None) -> BlobStorage:
         return cls(BlobServiceClient.from_connection_string(connection_string), containers)
 
     @classmethod
-    def from_account_url(cls, account_url: str, containers: list[str] | None = None) -> "BlobStorage":
+    def from_account_url(cls, account_url: str, containers: list[str] | None = None) -> BlobStorage:
         from azure.identity import DefaultAzureCredential
 
         return cls(BlobServiceClient(account_url, credential=DefaultAzureCredential()), containers)

@@ -25,13 +25,32 @@ class Comparison:
 
 
 def decide(
-    *, champion_version: int | None, champion_train_end: str | None, champion_loss: float | None,
-    challenger_version: int, challenger_loss: float, eval_start: str, eval_end: str, eval_rows: int,
-    min_rows: int, margin: float, loss_name: str,
+    *,
+    champion_version: int | None,
+    champion_train_end: str | None,
+    champion_loss: float | None,
+    challenger_version: int,
+    challenger_loss: float,
+    eval_start: str,
+    eval_end: str,
+    eval_rows: int,
+    min_rows: int,
+    margin: float,
+    loss_name: str,
 ) -> Comparison:
     def result(decision: str, reason: str, improvement: float | None = None) -> Comparison:
-        return Comparison(decision, reason, champion_version, challenger_version, champion_loss, challenger_loss,
-                          eval_start, eval_end, eval_rows, improvement)
+        return Comparison(
+            decision,
+            reason,
+            champion_version,
+            challenger_version,
+            champion_loss,
+            challenger_loss,
+            eval_start,
+            eval_end,
+            eval_rows,
+            improvement,
+        )
 
     if not pd.notna(challenger_loss):
         return result("keep", "the challenger's loss could not be computed")

@@ -28,11 +28,16 @@ def read_table(payload: bytes, blob_name: str, spec: ModelSpec) -> pd.DataFrame:
         else:
             compression = "gzip" if lower.endswith(".gz") else None
             frame = pd.read_csv(
-                io.BytesIO(payload), na_values=spec.na_values, keep_default_na=True, compression=compression,
+                io.BytesIO(payload),
+                na_values=spec.na_values,
+                keep_default_na=True,
+                compression=compression,
                 low_memory=False,
             )
     except Exception as exc:  # pandas raises many types for unreadable files
-        raise DataFileError(f"blob {blob_name!r} cannot be read as {'Parquet' if lower.endswith('.parquet') else 'CSV'}: {exc}") from exc
+        raise DataFileError(
+            f"blob {blob_name!r} cannot be read as {'Parquet' if lower.endswith('.parquet') else 'CSV'}: {exc}"
+        ) from exc
     return conform(frame, blob_name, spec)
 
 
@@ -72,9 +77,7 @@ def build_timestamp(frame: pd.DataFrame, where: str, spec: ModelSpec) -> pd.Seri
     return stamps.astype("datetime64[ns]")
 
 
-def apply_filters(
-    frame: pd.DataFrame, start: datetime | None, end: datetime | None, filters: dict | None
-) -> pd.DataFrame:
+def apply_filters(frame: pd.DataFrame, start: datetime | None, end: datetime | None, filters: dict | None) -> pd.DataFrame:
     """Rows with a valid timestamp in [start, end) that pass every filter.
 
     A filter is `{column: value}`, `{column: [values]}` or `{column: {"min": a, "max": b}}`.

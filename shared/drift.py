@@ -99,8 +99,9 @@ def check_drift(profile: dict | None, frame: pd.DataFrame, spec: ModelSpec, psi_
         psi = _psi(np.asarray(expected, dtype="float64"), np.asarray(actual, dtype="float64"))
         new_categories = sorted(set(observed.index) - set(keys))[:10]
         features[column] = {"psi": round(psi, 4), "drifted": psi > psi_threshold, "new_categories": new_categories}
-    drifted = sorted((name for name, result in features.items() if result["drifted"]),
-                     key=lambda name: -(features[name]["psi"] or math.inf))
+    drifted = sorted(
+        (name for name, result in features.items() if result["drifted"]), key=lambda name: -(features[name]["psi"] or math.inf)
+    )
     share = len(drifted) / len(features) if features else 0.0
     return {
         "status": "drifted" if share >= drift_share and drifted else "stable",

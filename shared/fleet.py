@@ -57,8 +57,13 @@ def fleet_view(ports, orchestrations) -> list[dict]:
 
 
 COLUMNS = [
-    ("source", "source_id"), ("champion", "champion_version"), ("champion loss", "champion_loss"),
-    ("challenger loss", "challenger_loss"), ("decision", "decision"), ("drift", "drift"), ("image", "image"),
+    ("source", "source_id"),
+    ("champion", "champion_version"),
+    ("champion loss", "champion_loss"),
+    ("challenger loss", "challenger_loss"),
+    ("decision", "decision"),
+    ("drift", "drift"),
+    ("image", "image"),
     ("run s", "last_run_seconds"),
 ]
 
@@ -74,6 +79,6 @@ def cell(value) -> str:
 def format_table(rows: list[dict], columns=COLUMNS) -> str:
     cells = [[title for title, _ in columns]] + [[cell(row.get(key)) for _, key in columns] for row in rows]
     widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)

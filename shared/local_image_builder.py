@@ -7,11 +7,11 @@ the evaluation rows, and its loss must equal the loss recorded in the registry.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import tarfile
 import tempfile
-import io
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -75,7 +75,10 @@ class LocalImageBuilder:
             try:
                 completed = subprocess.run(
                     [sys.executable, "score_server.py", "--self-test", "model/evaluation.parquet", "--expect-loss", expected],
-                    cwd=folder, capture_output=True, text=True, timeout=self.timeout,
+                    cwd=folder,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeout,
                 )
             except subprocess.TimeoutExpired:
                 return {"ok": False, "output": f"smoke test did not finish in {self.timeout} s"}

@@ -21,8 +21,7 @@ from shared.settings import PROJECT_ROOT
 
 
 class LocalTrainingBackend:
-    def __init__(self, storage: Storage, jobs_container: str, concurrency: int, env: dict | None = None,
-                 log_dir=None):
+    def __init__(self, storage: Storage, jobs_container: str, concurrency: int, env: dict | None = None, log_dir=None):
         self.storage = storage
         self.log_dir = log_dir
         self.container = jobs_container
@@ -101,7 +100,10 @@ class LocalTrainingBackend:
         try:
             return subprocess.Popen(
                 [sys.executable, "-m", "training.pipeline", "--job-id", job_id],
-                cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         finally:
             if log is not subprocess.DEVNULL:

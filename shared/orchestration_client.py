@@ -16,10 +16,14 @@ TERMINAL = (
     dt_client.OrchestrationStatus.FAILED,
     dt_client.OrchestrationStatus.TERMINATED,
 )
-REPLACE_TERMINAL = pb.OrchestrationIdReusePolicy(replaceableStatus=[
-    pb.ORCHESTRATION_STATUS_COMPLETED, pb.ORCHESTRATION_STATUS_FAILED, pb.ORCHESTRATION_STATUS_TERMINATED,
-    pb.ORCHESTRATION_STATUS_CANCELED,
-])
+REPLACE_TERMINAL = pb.OrchestrationIdReusePolicy(
+    replaceableStatus=[
+        pb.ORCHESTRATION_STATUS_COMPLETED,
+        pb.ORCHESTRATION_STATUS_FAILED,
+        pb.ORCHESTRATION_STATUS_TERMINATED,
+        pb.ORCHESTRATION_STATUS_CANCELED,
+    ]
+)
 
 
 def new_request(settings: Settings, source_id: str, signal: dict) -> RetrainRequest:
@@ -45,8 +49,10 @@ class DurableTaskOrchestrations:
         for _ in range(5):
             try:
                 self.client.schedule_new_orchestration(
-                    ORCHESTRATOR_NAME, input=asdict(new_request(self.settings, source_id, signal)),
-                    instance_id=instance_id, reuse_id_policy=REPLACE_TERMINAL,
+                    ORCHESTRATOR_NAME,
+                    input=asdict(new_request(self.settings, source_id, signal)),
+                    instance_id=instance_id,
+                    reuse_id_policy=REPLACE_TERMINAL,
                 )
                 return {"instance_id": instance_id, "action": "started"}
             except grpc.RpcError as exc:

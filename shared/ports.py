@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Protocol
+from typing import Protocol
 
 TRAINING_STATES = ("queued", "running", "succeeded", "failed", "canceled")
 TERMINAL_TRAINING_STATES = ("succeeded", "failed", "canceled")
@@ -32,8 +33,14 @@ class Storage(Protocol):
     def read(self, container: str, name: str) -> tuple[bytes, str]: ...
 
     def write(
-        self, container: str, name: str, data: bytes, *, if_match: str | None = None,
-        if_none_match: str | None = None, metadata: dict | None = None,
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        metadata: dict | None = None,
     ) -> str: ...
 
     def list(self, container: str, prefix: str = "") -> Iterator[BlobInfo]: ...

@@ -35,8 +35,5 @@ def latest_run(storage: Storage, container: str, source_id: str) -> dict | None:
 
 
 def runs_of(storage: Storage, container: str, source_id: str) -> list[dict]:
-    records = [
-        codec.loads(storage.read(container, blob.name)[0])
-        for blob in storage.list(container, f"{source_id}/runs/")
-    ]
+    records = [codec.loads(storage.read(container, blob.name)[0]) for blob in storage.list(container, f"{source_id}/runs/")]
     return sorted(records, key=lambda record: record.get("started_at") or "")

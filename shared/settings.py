@@ -39,6 +39,12 @@ def _str(name: str, default: str) -> str:
     return default if raw in (None, "") else raw
 
 
+def _project_path(raw: str) -> Path:
+    """Relative paths in settings are relative to the project, as in local.settings.json."""
+    path = Path(raw)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 @dataclass(frozen=True)
 class Containers:
     raw: str = "raw"
@@ -86,7 +92,7 @@ def load_settings() -> Settings:
         mode=mode,
         storage_connection_string=_str("MULTILINE_STORAGE_CONNECTION_STRING", ""),
         storage_account_url=_str("MULTILINE_STORAGE_ACCOUNT_URL", ""),
-        spec_path=Path(_str("MULTILINE_SPEC", str(DEFAULT_SPEC))),
+        spec_path=_project_path(_str("MULTILINE_SPEC", str(DEFAULT_SPEC))),
         containers=Containers(
             raw=_str("MULTILINE_RAW_CONTAINER", "raw"),
         ),
@@ -101,5 +107,5 @@ def load_settings() -> Settings:
         source_id_pattern=_str("MULTILINE_SOURCE_ID_PATTERN", r"[A-Za-z0-9][A-Za-z0-9_-]*"),
         source_id_max_length=_int("MULTILINE_SOURCE_ID_MAX_LENGTH", 63),
         blob_date_slack_days=_int("MULTILINE_BLOB_DATE_SLACK_DAYS", 31),
-        state_dir=Path(_str("MULTILINE_STATE_DIR", str(PROJECT_ROOT / ".multiline"))),
+        state_dir=_project_path(_str("MULTILINE_STATE_DIR", ".multiline")),
     )

@@ -12,8 +12,15 @@ from shared.spec import ModelSpec
 
 
 def register(
-    registry, storage: Storage, artifacts_container: str, job: dict, spec: ModelSpec, split: Split,
-    model_bytes: bytes, metrics: dict, rejected: list[dict],
+    registry,
+    storage: Storage,
+    artifacts_container: str,
+    job: dict,
+    spec: ModelSpec,
+    split: Split,
+    model_bytes: bytes,
+    metrics: dict,
+    rejected: list[dict],
 ) -> dict:
     source_id = job["source_id"]
     eval_name = f"{source_id}/evaluation/{job['job_id']}.parquet"

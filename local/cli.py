@@ -1,0 +1,201 @@
+"""`multiline`: run the demo, serve the local stack, look at the fleet, ask for a retrain, upload a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+from shared.settings import PROJECT_ROOT
+
+DEFAULT_SERVE_STATE = PROJECT_ROOT / ".multiline" / "serve"
+
+
+def load_local_settings(path: Path = PROJECT_ROOT / "local.settings.json") -> None:
+    """Like the Functions host: `Values` of local.settings.json become settings, the environment wins."""
+    if path.exists():
+        values = json.loads(path.read_text()).get("Values", {})
+        for key, value in values.items():
+            os.environ.setdefault(key, str(value))
+
+
+def _stack_file(state_dir: Path) -> Path:
+    return state_dir / "stack.json"
+
+
+def _stack_info(args) -> dict:
+    path = _stack_file(Path(args.state_dir))
+    if args.url:
+        return {"api": args.url.rstrip("/")}
+    if not path.exists():
+        raise SystemExit(f"no running stack found ({path} is missing): start one with `multiline serve`")
+    return json.loads(path.read_text())
+
+
+def _call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"the stack at {url} does not answer ({exc.reason}): is `multiline serve` running?") from exc
+
+
+def cmd_serve(args) -> int:
+    from local.stack import LocalStack, StackOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("azure", "multiline.durabletask"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    state_dir = Path(args.state_dir)
+    stack = LocalStack(StackOptions(state_dir=state_dir, http_port=args.port)).start()
+    info = {
+        "api": stack.base_url,
+        "account_url": stack.account_url,
+        "blob_connection_string": stack.azurite.connection_string,
+        "pid": os.getpid(),
+    }
+    _stack_file(state_dir).write_text(json.dumps(info, indent=1))
+    print(
+        f"Multiline local stack is up.\n  API and fleet page: {stack.base_url}/\n  Blob Storage (Azurite): {stack.account_url}"
+        f"\n  Upload a file: multiline upload SOURCE FILE  (or any Blob client to container 'raw', "
+        f"blob SOURCE/yyyy/mm/dd/NAME.csv)\n  Reconciled at start-up: {len(stack.reconciled)} source(s)\nCtrl-C stops it.",
+        flush=True,
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        _stack_file(state_dir).unlink(missing_ok=True)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from shared.fleet import format_table
+
+    api = _stack_info(args)["api"]
+    code, body = _call("GET", f"{api}/api/sources/{args.source}" if args.source else f"{api}/api/sources")
+    if code != 200:
+        print(body.get("error", body), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(body, indent=1))
+    else:
+        print(format_table([body] if args.source else body["sources"]))
+    return 0
+
+
+def _parse_filter(text: str) -> tuple[str, object]:
+    column, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"filter {text!r} is not COLUMN=VALUE")
+    try:
+        return column, json.loads(value)
+    except json.JSONDecodeError:
+        return column, value
+
+
+def cmd_retrain(args) -> int:
+    api = _stack_info(args)["api"]
+    body = {"start": args.start, "end": args.end, "filters": dict(args.filter or [])}
+    code, answer = _call("POST", f"{api}/api/sources/{args.source}/retrain", body)
+    print(json.dumps(answer, indent=1))
+    return 0 if code == 202 else 1
+
+
+def cmd_upload(args) -> int:
+    from shared.blob_storage import BlobStorage
+
+    info = _stack_info(args)
+    if "blob_connection_string" not in info:
+        raise SystemExit("upload needs the stack file of `multiline serve` (not --url)")
+    path = Path(args.file)
+    day = date.fromisoformat(args.date) if args.date else date.today()
+    name = f"{args.source}/{day:%Y/%m/%d}/{path.name}"
+    storage = BlobStorage.from_connection_string(info["blob_connection_string"], ["raw"])
+    storage.write("raw", name, path.read_bytes())
+    print(f"uploaded raw/{name}; the relay will post its BlobCreated event")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from local.demo import main_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    # The engine reports its own shutdown as a cancelled stream: not news for a demo.
+    logging.getLogger("multiline.durabletask").setLevel(logging.ERROR)
+    return main_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from local.demo import DEFAULT_DATA
+
+    parser = argparse.ArgumentParser(prog="multiline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="replay edge uploads through the local stack and print the fleet")
+    demo.add_argument("--data", default=str(DEFAULT_DATA), help="folder with one file or folder per source")
+    demo.add_argument("--spec", help="model spec JSON (default: specs/air-quality.json)")
+    demo.add_argument("--initial-months", type=int, default=36, help="months uploaded as history first")
+    demo.add_argument("--rounds", type=int, default=3, help="further months uploaded one at a time")
+    demo.add_argument("--max-sources", type=int, help="only the first N sources")
+    demo.add_argument("--round-timeout", type=float, default=600.0, help="seconds a round may take")
+    demo.add_argument("--report", help="where to write the JSON report (default .multiline/demo-report.json)")
+    demo.set_defaults(handler=cmd_demo)
+
+    serve = commands.add_parser("serve", help="run the local stack until Ctrl-C")
+    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--state-dir", default=str(DEFAULT_SERVE_STATE))
+    serve.set_defaults(handler=cmd_serve)
+
+    for name, handler, helptext in (
+        ("status", cmd_status, "the fleet, or one source"),
+        ("retrain", cmd_retrain, "ask for a retrain of one source over a date range"),
+        ("upload", cmd_upload, "upload a data file for a source to the running stack"),
+    ):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--state-dir", default=str(DEFAULT_SERVE_STATE))
+        sub.add_argument("--url", help="API base URL (default: the running `multiline serve`)")
+        sub.set_defaults(handler=handler)
+        if name == "status":
+            sub.add_argument("source", nargs="?")
+            sub.add_argument("--json", action="store_true")
+        elif name == "retrain":
+            sub.add_argument("source")
+            sub.add_argument("--start", required=True, help="ISO date, inclusive")
+            sub.add_argument("--end", required=True, help="ISO date, exclusive")
+            sub.add_argument("--filter", action="append", type=_parse_filter, help="COLUMN=VALUE (JSON value allowed)")
+        else:
+            sub.add_argument("source")
+            sub.add_argument("file")
+            sub.add_argument("--date", help="the day the file's data starts (yyyy-mm-dd; default today)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_local_settings()
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
