@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-sources", type=int, help="only the first N sources")
     demo.add_argument("--round-timeout", type=float, default=600.0, help="seconds a round may take")
     demo.add_argument("--report", help="where to write the JSON report (default .multiline/demo-report.json)")
+    demo.add_argument("--state-dir", help="where the demo keeps its stack's state (default .multiline/)")
     demo.set_defaults(handler=cmd_demo)
 
     serve = commands.add_parser("serve", help="run the local stack until Ctrl-C")

@@ -302,6 +302,7 @@ def main_demo(args) -> int:
             max_sources=args.max_sources,
             round_timeout=args.round_timeout,
             report_path=Path(args.report) if args.report else None,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
         )
     except DemoError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)

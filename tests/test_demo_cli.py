@@ -1,0 +1,67 @@
+"""`multiline demo --data DIR --spec FILE` on another folder of station files, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+from shared.settings import PROJECT_ROOT
+from tests.conftest import station_frame
+
+
+def test_demo_on_another_folder_of_files(tmp_path, fast_spec_path):
+    data = tmp_path / "stations"
+    data.mkdir()
+    for station in ("Gucheng", "Huairou"):
+        frame = station_frame(station)
+        frame = frame[(frame.year == 2015) & (frame.month <= 5)]
+        frame.to_csv(data / f"site_{station}_2015.csv", index=False)
+    before = sorted((path.name, path.stat().st_mtime_ns) for path in data.iterdir())
+    report_path = tmp_path / "report.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "local.cli",
+            "demo",
+            "--data",
+            str(data),
+            "--spec",
+            str(fast_spec_path),
+            "--initial-months",
+            "3",
+            "--rounds",
+            "2",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--report",
+            str(report_path),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "round 2/2: uploading 2015-05" in completed.stdout
+    report = json.loads(report_path.read_text())
+    rows = {row["source_id"]: row for row in report["sources"]}
+    assert set(rows) == {"Gucheng", "Huairou"}  # common prefix and suffix of the file names dropped
+    for row in rows.values():
+        assert row["champion_version"] >= 1 and row["champion_loss"] > 0
+        assert [item["round"] for item in row["history"]] == [0, 1, 2]
+        assert row["history"][0]["outcome"] == "promoted"
+        assert all(item["outcome"] in ("promoted", "kept") for item in row["history"])
+        assert row["image"] == f"edge-{row['source_id'].lower()}:{row['champion_version']}"
+    assert report["totals"]["failed"] == []
+    assert sorted((path.name, path.stat().st_mtime_ns) for path in data.iterdir()) == before  # never written into
+
+
+def test_demo_says_what_is_wrong_with_a_bad_folder(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "local.cli", "demo", "--data", str(tmp_path / "nope"), "--state-dir", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2 and "does not exist" in completed.stderr

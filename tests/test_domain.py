@@ -1,0 +1,118 @@
+"""The domain on real data: spec parsing, reading files, drift statistics, champion rules."""
+
+import json
+
+import numpy as np
+import pytest
+
+from shared.champion import decide
+from shared.dataset import TIMESTAMP, DataFileError, apply_filters, read_table
+from shared.drift import build_profile, check_drift
+from shared.settings import PROJECT_ROOT
+from shared.spec import SpecError, load_spec, parse_spec
+from tests.conftest import monthly_csv
+
+SPEC = load_spec(PROJECT_ROOT / "specs" / "air-quality.json")
+
+
+def spec_with(**changes):
+    raw = json.loads((PROJECT_ROOT / "specs" / "air-quality.json").read_text())
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"target": "wd"}, "cannot also be a feature"),
+        ({"estimator": {"class": "os.system"}}, "must be a scikit-learn class"),
+        ({"estimator": {"class": "sklearn.ensemble.NoSuchModel"}}, "cannot be built"),
+        ({"loss": "accuracy"}, "loss must be one of"),
+        ({"timestamp": {"from_parts": {"year": "year"}}}, "needs year, month, day"),
+    ],
+)
+def test_spec_errors_name_the_field(changes, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(spec_with(**changes))
+
+
+def test_reads_a_month_builds_timestamps_and_keeps_missing_values():
+    payload = monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)]
+    frame = read_table(payload, "Dongsi/2014/05/01/2014-05.csv", SPEC)
+    assert len(frame) == 31 * 24
+    assert frame[TIMESTAMP].min().isoformat() == "2014-05-01T00:00:00"
+    assert frame[TIMESTAMP].max().isoformat() == "2014-05-31T23:00:00"
+    assert frame["PM2.5"].dtype == np.float64
+
+
+def test_missing_column_and_non_numeric_column_are_named():
+    payload = monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)].decode()
+    without_co = payload.replace(',"CO"', "").replace(",CO,", ",CX,")
+    with pytest.raises(DataFileError, match="missing column"):
+        read_table(without_co.encode(), "b.csv", SPEC)
+    with pytest.raises(DataFileError, match="is empty"):
+        read_table(b"", "empty.csv", SPEC)
+    header = payload.splitlines()[0]
+    garbage = (
+        header
+        + "\n"
+        + "\n".join(",".join("x" if column.strip('"') in ("PM10",) else "1" for column in header.split(",")) for _ in range(3))
+    )
+    with pytest.raises(DataFileError, match="'PM10' should be numeric"):
+        read_table(garbage.encode(), "garbage.csv", SPEC)
+
+
+def test_filters_by_range_value_list_and_bounds():
+    frame = read_table(monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)], "x.csv", SPEC)
+    from datetime import datetime
+
+    assert len(apply_filters(frame, datetime(2014, 5, 2), datetime(2014, 5, 3), None)) == 24
+    assert set(apply_filters(frame, None, None, {"wd": ["N", "NE"]})["wd"]) == {"N", "NE"}
+    assert apply_filters(frame, None, None, {"TEMP": {"min": 20}})["TEMP"].min() >= 20
+    with pytest.raises(DataFileError, match="which the data does not have"):
+        apply_filters(frame, None, None, {"nope": 1})
+
+
+def test_drift_is_stable_on_the_same_season_and_drifts_across_seasons():
+    months = monthly_csv("Changping", [(2014, 1), (2015, 1), (2014, 7)])
+    january_2014 = read_table(months[(2014, 1)], "a.csv", SPEC)
+    january_2015 = read_table(months[(2015, 1)], "b.csv", SPEC)
+    july = read_table(months[(2014, 7)], "c.csv", SPEC)
+    profile = build_profile(january_2014, SPEC)
+    assert len(json.dumps(profile)) < 8_000  # compact: bins and counts, not rows
+    same = check_drift(profile, january_2015, SPEC, psi_threshold=0.25, drift_share=0.5)
+    other = check_drift(profile, july, SPEC, psi_threshold=0.25, drift_share=0.5)
+    assert other["features"]["TEMP"]["psi"] > 1.0 > same["features"]["TEMP"]["psi"]
+    assert other["status"] == "drifted"
+    assert "TEMP" in other["drifted"]
+    assert check_drift(None, july, SPEC, 0.1, 0.5)["status"] == "no_reference"
+
+
+def _decide(**overrides):
+    arguments = dict(
+        champion_version=1,
+        champion_train_end="2016-01-31T23:00:00",
+        champion_loss=20.0,
+        challenger_version=2,
+        challenger_loss=18.0,
+        eval_start="2016-02-01T00:00:00",
+        eval_end="2016-03-01T00:00:00",
+        eval_rows=700,
+        min_rows=200,
+        margin=0.01,
+        loss_name="rmse",
+    )
+    arguments.update(overrides)
+    return decide(**arguments)
+
+
+def test_champion_rules():
+    assert _decide().decision == "promote"
+    assert _decide(champion_version=None, champion_loss=None, champion_train_end=None).decision == "promote"
+    kept = _decide(challenger_loss=19.9)
+    assert kept.decision == "keep" and "margin" in kept.reason
+    unfair = _decide(champion_train_end="2016-02-10T00:00:00")
+    assert unfair.decision == "keep" and "unfair" in unfair.reason
+    few = _decide(eval_rows=50)
+    assert few.decision == "keep" and "at least 200" in few.reason
+    assert _decide(challenger_loss=float("nan")).decision == "keep"

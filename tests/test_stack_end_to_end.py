@@ -1,0 +1,183 @@
+"""The whole job on the real local stack: Azurite, blob relay, Event Grid route, durabletask, training, image."""
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pandas as pd
+import pytest
+
+from local.relay import blob_created_event
+from local.stack import LocalStack, StackOptions
+from shared.run_store import runs_of
+from tests.conftest import monthly_csv, months_from, raw_name
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, fast_spec_path):
+    options = StackOptions(
+        state_dir=tmp_path_factory.mktemp("stack"),
+        http_port=0,
+        persist_storage=False,
+        relay_interval=0.3,
+        settings={"MULTILINE_SPEC": fast_spec_path, "MULTILINE_DEBOUNCE_SECONDS": 1.5, "MULTILINE_POLL_SECONDS": 0.3},
+    )
+    with LocalStack(options) as running:
+        yield running
+
+
+def call(stack, method, path, body=None, headers=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(stack.base_url + path, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def upload(stack, source_id, station, months):
+    for (year, month), payload in monthly_csv(station, months).items():
+        stack.ports.storage.write("raw", raw_name(source_id, year, month), payload)
+
+
+def wait_for_runs(stack, source_id, count, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = runs_of(stack.ports.storage, "runs", source_id)
+        state = stack.orchestrations.status(f"retrain-{source_id}") or {}
+        if len(runs) >= count and state.get("runtime_status") == "completed":
+            return runs
+        time.sleep(0.3)
+    raise AssertionError(f"{source_id}: {len(runs)} runs, orchestration {state.get('runtime_status')}, wanted {count}")
+
+
+def test_uploads_train_register_promote_and_package_then_compare_on_the_next_month(stack):
+    sources = {"Aoti-" + uuid.uuid4().hex[:6]: "Aotizhongxin", "Dongsi-" + uuid.uuid4().hex[:6]: "Dongsi"}
+    for source_id, station in sources.items():
+        upload(stack, source_id, station, months_from(2015, 9, 3))
+    registry = stack.ports.registry
+    for source_id in sources:
+        [first] = wait_for_runs(stack, source_id, 1)
+        assert first["outcome"] == "promoted", first
+        assert first["trigger"] == "upload" and first["uploads"] == 3  # three uploads, one run
+        assert first["manifest"]["blob_count"] == 3
+        assert first["drift"]["status"] == "no_reference"
+        assert registry.champion(source_id)[0] == 1
+        assert first["image"]["state"] == "succeeded" and first["image"]["image"] == f"edge-{source_id.lower()}:1"
+
+    source_id, station = next(iter(sources.items()))
+    upload(stack, source_id, station, [(2015, 12)])
+    _, second = wait_for_runs(stack, source_id, 2)
+    comparison = second["comparison"]
+    assert comparison["challenger_version"] == 2 and comparison["champion_version"] == 1
+    assert comparison["eval_start"].startswith("2015-12-01") and comparison["eval_rows"] >= 200
+    champion = registry.get(source_id, 1)
+    assert pd.Timestamp(champion["train_end"]) <= pd.Timestamp(comparison["eval_start"])  # fair: unseen rows
+    assert comparison["champion_loss"] > 0 and comparison["challenger_loss"] > 0
+    improved = comparison["challenger_loss"] < comparison["champion_loss"] * (1 - stack.ports.settings.promotion_margin)
+    assert second["outcome"] == ("promoted" if improved else "kept")
+    assert registry.champion(source_id)[0] == (2 if improved else 1)
+    assert second["drift"]["status"] in ("stable", "drifted") and second["drift"]["rows"] > 600
+
+    status, fleet = call(stack, "GET", "/api/sources")
+    rows = {row["source_id"]: row for row in fleet["sources"]}
+    assert status == 200 and set(sources) <= set(rows)
+    assert rows[source_id]["challenger_loss"] == pytest.approx(comparison["challenger_loss"])
+    assert rows[source_id]["decision"] == second["outcome"]
+    status, one = call(stack, "GET", f"/api/sources/{source_id}")
+    assert status == 200 and one["image"] == f"edge-{source_id.lower()}:{one['champion_version']}"
+    status, run = call(stack, "GET", f"/api/runs/retrain-{source_id}")
+    assert status == 200 and run["runtime_status"] == "completed" and run["custom_status"]["step"] == "done"
+
+
+def test_manual_retrain_over_a_date_range(stack):
+    source_id = "Huai-" + uuid.uuid4().hex[:6]
+    upload(stack, source_id, "Huairou", months_from(2016, 1, 4))
+    wait_for_runs(stack, source_id, 1)
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", {"start": "2016-01-01", "end": "2016-04-01"})
+    assert status == 202 and answer["id"] == f"retrain-{source_id}"
+    assert answer["statusQueryGetUri"].endswith(f"/api/runs/retrain-{source_id}")
+    runs = wait_for_runs(stack, source_id, 2)
+    manual = runs[-1]
+    assert manual["trigger"] == "manual" and manual["end"] == "2016-04-01T00:00:00"
+    assert manual["manifest"]["blob_count"] == 3  # April's file is outside the range
+    # Its evaluation window (March) overlaps what the champion trained on: it may not replace it.
+    assert manual["outcome"] == "kept" and "unfair" in manual["comparison"]["reason"]
+
+    assert call(stack, "POST", f"/api/sources/{source_id}/retrain", {"start": "yesterday"})[0] == 400
+    assert call(stack, "POST", f"/api/sources/{source_id}/retrain", {"start": "2016-03-01", "end": "2016-01-01"})[0] == 400
+    assert call(stack, "POST", "/api/sources/..%2Fetc/retrain", {})[0] == 400
+
+
+def test_a_burst_of_events_for_one_source_starts_exactly_one_run(stack):
+    source_id = "Burst-" + uuid.uuid4().hex[:6]
+    storage = stack.ports.storage
+    stack.relay.stop()  # post the events ourselves, all at once, as a burst of deliveries would
+    try:
+        upload(stack, source_id, "Dingling", months_from(2015, 1, 4))
+        blobs = [storage.info("raw", raw_name(source_id, y, m)) for y, m in months_from(2015, 1, 4)]
+        events = [blob_created_event(stack.account_url, "raw", blob) for blob in blobs for _ in range(5)]
+        answers = []
+
+        def deliver(event):
+            answers.append(call(stack, "POST", "/runtime/webhooks/eventgrid", [event], {"aeg-event-type": "Notification"}))
+
+        threads = [threading.Thread(target=deliver, args=(event,)) for event in events]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        accepted = [item for _, body in answers for item in body["accepted"]]
+        ignored = [item["reason"] for _, body in answers for item in body["ignored"]]
+        assert len(accepted) == 4 and len(ignored) == 16  # each blob delivered five times: once is acted on
+        assert set(ignored) == {"duplicate blob ETag"}
+        assert sum(1 for item in accepted if item["action"] == "started") == 1
+        runs = wait_for_runs(stack, source_id, 1)
+        time.sleep(2)
+        assert len(runs_of(storage, "runs", source_id)) == 1
+        assert runs[0]["uploads"] == 4
+    finally:
+        stack.relay = type(stack.relay)(storage, "raw", stack.account_url, stack.relay.webhook_url, 0.3).start()
+
+
+def test_event_grid_handshake_and_ignored_events(stack):
+    status, body = call(
+        stack,
+        "POST",
+        "/runtime/webhooks/eventgrid?functionName=blob_created",
+        [{"id": "1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "data": {"validationCode": "abc-123"}}],
+        {"aeg-event-type": "SubscriptionValidation"},
+    )
+    assert status == 200 and body == {"validationResponse": "abc-123"}
+    status, body = call(
+        stack,
+        "POST",
+        "/runtime/webhooks/eventgrid",
+        [
+            {"id": "2", "eventType": "Microsoft.Storage.BlobDeleted", "data": {}},
+            {
+                "id": "3",
+                "eventType": "Microsoft.Storage.BlobCreated",
+                "data": {"api": "CreateFile", "url": "http://x/a/raw/S/2016/01/01/a.csv"},
+            },
+            {
+                "id": "4",
+                "eventType": "Microsoft.Storage.BlobCreated",
+                "data": {"api": "PutBlob", "url": f"{stack.account_url}/models/S/2016/01/01/a.csv"},
+            },
+            {
+                "id": "5",
+                "eventType": "Microsoft.Storage.BlobCreated",
+                "data": {"api": "PutBlob", "url": f"{stack.account_url}/raw/S/notes.txt"},
+            },
+        ],
+        {"aeg-event-type": "Notification"},
+    )
+    reasons = [item["reason"] for item in body["ignored"]]
+    assert status == 200 and body["accepted"] == [] and len(reasons) == 4
+    assert "BlobDeleted" in reasons[0] and "CreateFile" in reasons[1] and "'raw' container" in reasons[2]
+    assert "path segments" in reasons[3]
