@@ -260,7 +260,11 @@ def run_demo(
         row["history"] = history.get(row["source_id"], [])
         row["decisions"] = " ".join((item["outcome"] or "?")[0].upper() for item in row["history"])
     after_first = [item["outcome"] for row in rows for item in row["history"] if item["round"] > 0]
-    failed = [row["source_id"] for row in rows if row["champion_version"] is None or row["decision"] not in ("promoted", "kept")]
+    failed = [
+        row["source_id"]
+        for row in rows
+        if row["champion_version"] is None or row["decision"] not in ("promoted", "kept", "skipped")
+    ]
     report = {
         "data": str(data_dir),
         "spec": str(spec_path),

@@ -76,6 +76,7 @@ def retrain_source(ctx, payload: dict):
     signals = Signals(ctx)
     if not request.manual:
         request = yield from wait_until_quiet(ctx, signals, request)
+        status["uploads"] = request.uploads
 
     started = utc(ctx.current_utc_datetime)
     run_id = f"{request.source_id}-{started:%Y%m%dT%H%M%S%f}"
@@ -97,113 +98,7 @@ def retrain_source(ctx, payload: dict):
         ctx.set_custom_status(status)
 
     try:
-        step("resolve_data")
-        manifest = yield ctx.call_activity(
-            "resolve_data",
-            input={
-                "source_id": request.source_id,
-                "run_id": run_id,
-                "start": request.start,
-                "end": request.end,
-                "filters": request.filters,
-            },
-            retry_policy=STEP_RETRY,
-        )
-        record["manifest"] = manifest
-        if manifest["blob_count"] == 0:
-            record["outcome"] = "no_data"
-            record["error"] = "no data blobs for this source in the requested range"
-        else:
-            step("check_drift")
-            drift = yield ctx.call_activity(
-                "check_drift",
-                input={
-                    "source_id": request.source_id,
-                    "run_id": run_id,
-                    "manifest_uri": manifest["manifest_uri"],
-                },
-                retry_policy=STEP_RETRY,
-            )
-            record["drift"] = drift
-
-            step("submit_training")
-            job = yield ctx.call_activity(
-                "submit_training",
-                input={
-                    "source_id": request.source_id,
-                    "run_id": run_id,
-                    "instance_id": ctx.instance_id,
-                    "manifest_uri": manifest["manifest_uri"],
-                    "drift_summary": drift["summary"],
-                },
-                retry_policy=STEP_RETRY,
-            )
-            step("training", job_id=job["job_id"])
-            training = yield from poll_until_terminal(
-                ctx,
-                "get_training_status",
-                {"job_id": job["job_id"]},
-                request.poll_seconds,
-                request.training_deadline_seconds,
-            )
-            if training["state"] == "timed_out":
-                yield ctx.call_activity("cancel_training", input={"job_id": job["job_id"]}, retry_policy=STEP_RETRY)
-            record["training"] = {"job_id": job["job_id"], **training}
-
-            if training["state"] != "succeeded":
-                record["outcome"] = "training_" + training["state"]
-                record["error"] = training.get("error")
-            else:
-                challenger_version = training["result"]["model_version"]
-                step("compare_champion", challenger_version=challenger_version)
-                comparison = yield ctx.call_activity(
-                    "compare_champion",
-                    input={
-                        "source_id": request.source_id,
-                        "challenger_version": challenger_version,
-                    },
-                    retry_policy=STEP_RETRY,
-                )
-                record["comparison"] = comparison
-                champion_version = comparison["champion_version"]
-                record["outcome"] = "kept"
-                if comparison["decision"] == "promote":
-                    step("promote")
-                    promotion = yield ctx.call_activity(
-                        "promote",
-                        input={
-                            "source_id": request.source_id,
-                            "version": challenger_version,
-                            "expected_etag": comparison["champion_etag"],
-                            "reason": comparison["reason"],
-                        },
-                        retry_policy=STEP_RETRY,
-                    )
-                    record["promotion"] = promotion
-                    champion_version = promotion["champion_version"]
-                    record["outcome"] = "promoted" if promotion["promoted"] else "kept"
-                record["champion_version"] = champion_version
-
-                if champion_version is not None:
-                    step("build_image", champion_version=champion_version)
-                    build = yield ctx.call_activity(
-                        "build_image",
-                        input={
-                            "source_id": request.source_id,
-                            "version": champion_version,
-                        },
-                        retry_policy=STEP_RETRY,
-                    )
-                    image = yield from poll_until_terminal(
-                        ctx,
-                        "get_build_status",
-                        {"build_id": build["build_id"]},
-                        request.poll_seconds,
-                        request.build_deadline_seconds,
-                    )
-                    record["image"] = image
-                    if image["state"] != "succeeded":
-                        record["error"] = f"image build {image['state']}: {image.get('error')}"
+        yield from run_steps(ctx, request, record, step)
     except Exception as exc:  # a failed step ends the run with its reason; the champion is untouched
         record["outcome"] = "failed"
         record["error"] = f"step {status['step']} failed: {exc}"
@@ -233,6 +128,115 @@ def retrain_source(ctx, payload: dict):
         return None
     step("done", outcome=record["outcome"])
     return {key: record.get(key) for key in ("source_id", "run_id", "outcome", "champion_version", "error")}
+
+
+def run_steps(ctx, request: RetrainRequest, record: dict, step):
+    """The product's steps in order. A step that ends the run sets the outcome and returns early."""
+    source_id, run_id = request.source_id, record["run_id"]
+
+    step("resolve_data")
+    manifest = yield ctx.call_activity(
+        "resolve_data",
+        input={
+            "source_id": source_id,
+            "run_id": run_id,
+            "start": request.start,
+            "end": request.end,
+            "filters": request.filters,
+        },
+        retry_policy=STEP_RETRY,
+    )
+    record["manifest"] = manifest
+    if manifest["blob_count"] == 0:
+        record.update(outcome="no_data", error="no data blobs for this source in the requested range")
+        return
+
+    step("check_drift")
+    drift = yield ctx.call_activity(
+        "check_drift",
+        input={
+            "source_id": source_id,
+            "run_id": run_id,
+            "manifest_uri": manifest["manifest_uri"],
+            "manual": request.manual,
+        },
+        retry_policy=STEP_RETRY,
+    )
+    record["drift"] = drift
+    if not drift.get("train", True):  # the retraining policy says this data needs no new model, and why
+        record.update(outcome="skipped", reason=drift.get("policy_reason"))
+        return
+
+    step("submit_training")
+    job = yield ctx.call_activity(
+        "submit_training",
+        input={
+            "source_id": source_id,
+            "run_id": run_id,
+            "instance_id": ctx.instance_id,
+            "manifest_uri": manifest["manifest_uri"],
+            "drift_summary": drift["summary"],
+        },
+        retry_policy=STEP_RETRY,
+    )
+    step("training", job_id=job["job_id"])
+    training = yield from poll_until_terminal(
+        ctx, "get_training_status", {"job_id": job["job_id"]}, request.poll_seconds, request.training_deadline_seconds
+    )
+    if training["state"] == "timed_out":
+        yield ctx.call_activity("cancel_training", input={"job_id": job["job_id"]}, retry_policy=STEP_RETRY)
+    record["training"] = {"job_id": job["job_id"], **training}
+    if training["state"] != "succeeded":
+        record.update(outcome="training_" + training["state"], error=training.get("error"))
+        return
+
+    challenger_version = training["result"]["model_version"]
+    step("compare_champion", challenger_version=challenger_version)
+    comparison = yield ctx.call_activity(
+        "compare_champion",
+        input={
+            "source_id": source_id,
+            "challenger_version": challenger_version,
+        },
+        retry_policy=STEP_RETRY,
+    )
+    record["comparison"] = comparison
+    champion_version = comparison["champion_version"]
+    record["outcome"] = "kept"
+    if comparison["decision"] == "promote":
+        step("promote")
+        promotion = yield ctx.call_activity(
+            "promote",
+            input={
+                "source_id": source_id,
+                "version": challenger_version,
+                "expected_etag": comparison["champion_etag"],
+                "reason": comparison["reason"],
+            },
+            retry_policy=STEP_RETRY,
+        )
+        record["promotion"] = promotion
+        champion_version = promotion["champion_version"]
+        record["outcome"] = "promoted" if promotion["promoted"] else "kept"
+    record["champion_version"] = champion_version
+    if champion_version is None:
+        return
+
+    step("build_image", champion_version=champion_version)
+    build = yield ctx.call_activity(
+        "build_image",
+        input={
+            "source_id": source_id,
+            "version": champion_version,
+        },
+        retry_policy=STEP_RETRY,
+    )
+    image = yield from poll_until_terminal(
+        ctx, "get_build_status", {"build_id": build["build_id"]}, request.poll_seconds, request.build_deadline_seconds
+    )
+    record["image"] = image
+    if image["state"] != "succeeded":
+        record["error"] = f"image build {image['state']}: {image.get('error')}"
 
 
 class Signals:
