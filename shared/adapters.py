@@ -35,7 +35,13 @@ def _azure_not_built(port: str) -> NotConfigured:
 
 def build_registry(settings: Settings, storage):
     if settings.mode == "azure":
-        raise _azure_not_built("model registry (Azure ML)")
+        from shared.azure_clients import azure_settings, ml_client
+        from shared.azure_registry import AzureMLModelRegistry
+
+        azure = azure_settings()
+        return AzureMLModelRegistry(
+            ml_client(azure), storage, settings.containers.artifacts, azure.ml_artifacts_datastore, azure.ml_model_prefix
+        )
     from shared.blob_registry import BlobModelRegistry
 
     return BlobModelRegistry(storage, settings.containers.models)
@@ -43,7 +49,12 @@ def build_registry(settings: Settings, storage):
 
 def build_training_backend(settings: Settings, storage):
     if settings.mode == "azure":
-        raise _azure_not_built("training backend (Azure ML jobs)")
+        from shared.azure_clients import azure_settings, ml_client
+        from shared.azure_training import AzureMLTrainingBackend
+
+        azure = azure_settings()
+        azure.require("ml_compute", "ml_environment", "ml_jobs_datastore")
+        return AzureMLTrainingBackend(ml_client(azure), storage, settings, azure)
     from shared.local_training import LocalTrainingBackend
 
     return LocalTrainingBackend(
@@ -53,7 +64,11 @@ def build_training_backend(settings: Settings, storage):
 
 def build_image_builder(settings: Settings, storage, registry, spec: ModelSpec):
     if settings.mode == "azure":
-        raise _azure_not_built("image builder (ACR Tasks)")
+        from shared.acr_builder import AcrImageBuilder
+        from shared.azure_clients import acr_client, azure_settings
+
+        azure = azure_settings()
+        return AcrImageBuilder(acr_client(azure), storage, registry, spec, settings, azure)
     from shared.local_image_builder import LocalImageBuilder
 
     return LocalImageBuilder(storage, registry, spec, settings.containers.images)
