@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install demo test lint serve clean
+.PHONY: install demo test lint serve clean bench-drift
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -38,6 +38,20 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Drift benchmark: the product's check runs in $(VENV); Evidently (needs pandas<3) in its own optional venv,
+# which benchmarks/drift.py calls as a subprocess on the same data.
+EVIDENTLY_VENV := benchmarks/.venv-evidently
+
+$(EVIDENTLY_VENV)/.installed:
+	@test -x $(EVIDENTLY_VENV)/bin/python || python3.11 -m venv $(EVIDENTLY_VENV)
+	@echo "installing Evidently 0.7.23 into $(EVIDENTLY_VENV) (first time: a few minutes)"
+	@$(EVIDENTLY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@$(EVIDENTLY_VENV)/bin/python -m pip install --quiet evidently==0.7.23 'pandas<3' numpy
+	@touch $@
+
+bench-drift: $(PY_STAMP) $(EVIDENTLY_VENV)/.installed
+	$(BIN)/python benchmarks/drift.py --evidently-python $(EVIDENTLY_VENV)/bin/python
 
 clean:
 	rm -rf .multiline .pytest_cache
