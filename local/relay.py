@@ -1,7 +1,9 @@
 """The blob relay: watches the raw container and POSTs Event Grid-schema BlobCreated events, as Event Grid would.
 
 Azurite has no Event Grid, so the local stack lists the container on a short interval and posts one
-event per new (blob, ETag) to the host's Event Grid webhook route.
+event per new (blob, ETag) to the host's Event Grid webhook route. Event Grid fires BlobCreated only
+when content is committed, never for metadata: a blob whose ETag changed because Multiline marked it
+(`multiline_status` metadata) is not posted again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import urllib.request
 import uuid
 from datetime import timezone
 from urllib.parse import quote
+
+from shared.source_data import STATUS_KEY
 
 log = logging.getLogger("multiline.relay")
 
@@ -61,10 +65,14 @@ class BlobRelay:
         self._thread.join(timeout=10)
 
     def poll_once(self) -> int:
-        new = []
+        new, marked = [], []
         for blob in self.storage.list(self.container):
-            if self._seen.get(blob.name) != blob.etag:
-                new.append(blob)
+            if self._seen.get(blob.name) == blob.etag:
+                continue
+            # An overwrite replaces the metadata, so a marked blob still holds the content we judged.
+            (marked if STATUS_KEY in blob.metadata and blob.name in self._seen else new).append(blob)
+        for blob in marked:
+            self._seen[blob.name] = blob.etag
         if new:
             events = [blob_created_event(self.account_url, self.container, blob) for blob in new]
             request = urllib.request.Request(

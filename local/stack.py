@@ -19,10 +19,11 @@ from local.azurite import ACCOUNT, Azurite, free_port
 from local.http_host import make_server, serve_in_background
 from local.relay import BlobRelay
 from orchestrations.retrain import retrain_source
+from shared import redact
 from shared.adapters import get_ports, reset_ports
 from shared.api import WEBHOOK_PATH, Api
 from shared.orchestration_client import DurableTaskOrchestrations
-from shared.reconcile import reconcile
+from shared.reconcile import ReconcileTimer, reconcile
 
 log = logging.getLogger("multiline.stack")
 
@@ -60,6 +61,7 @@ class LocalStack:
         self.ports = None
         self.orchestrations = None
         self.reconciled: list[dict] = []
+        self.reconciler: ReconcileTimer | None = None
 
     @property
     def base_url(self) -> str:
@@ -71,6 +73,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         options = self.options
+        redact.install()  # the stack holds a connection string: no log record may carry its key
         options.state_dir.mkdir(parents=True, exist_ok=True)
         self.azurite = Azurite(
             options.state_dir / "azurite" if options.persist_storage else None,
@@ -123,12 +126,13 @@ class LocalStack:
         ).start()
         if options.reconcile_on_start:
             self.reconciled = reconcile(self.ports, self.orchestrations)
-            for item in self.reconciled:
-                log.info("reconcile: source %s has data newer than its last run -> %s", item["source_id"], item.get("action"))
+        # Events can be lost: every MULTILINE_RECONCILE_SECONDS, sources with unseen data get a run.
+        self.reconciler = ReconcileTimer(self.ports, self.orchestrations, self.ports.settings.reconcile_seconds).start()
         return self
 
     def stop(self) -> None:
         for stopper in (
+            lambda: self.reconciler and self.reconciler.stop(),
             lambda: self.relay and self.relay.stop(),
             lambda: self.server and (self.server.shutdown(), self.server.server_close()),
             lambda: self.worker and self.worker.stop(),

@@ -2,79 +2,208 @@
 
 from __future__ import annotations
 
+import gzip
 import io
-from datetime import datetime
+import zlib
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
+from edge.features import timestamps
 from shared.spec import ModelSpec
 
 TIMESTAMP = "_timestamp"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class DataFileError(ValueError):
     """A data file that cannot be used; the message names the blob, the column and the problem."""
 
 
-def read_table(payload: bytes, blob_name: str, spec: ModelSpec) -> pd.DataFrame:
-    """Parse one CSV/Parquet file, check it against the spec and add the `_timestamp` column."""
+def describe(blob_name: str) -> str:
+    """`source 'S', blob 'S/2016/01/01/a.csv'`: how every message about a file starts."""
+    source_id = blob_name.split("/", 1)[0] if "/" in blob_name else None
+    return f"source {source_id!r}, blob {blob_name!r}" if source_id else f"blob {blob_name!r}"
+
+
+def read_table(
+    payload: bytes,
+    blob_name: str,
+    spec: ModelSpec,
+    *,
+    warnings: list[str] | None = None,
+    now: datetime | None = None,
+    future_tolerance_hours: float = 24.0,
+    known_categories: dict[str, set[str]] | None = None,
+) -> pd.DataFrame:
+    """Parse one CSV/Parquet file, check it against the spec and add the `_timestamp` column.
+
+    Raises DataFileError when the file cannot be used at all; problems that only cost some rows (or
+    that the model copes with) are appended to `warnings` and the usable rows are returned.
+    """
+    where = describe(blob_name)
+    warnings = warnings if warnings is not None else []
     if not payload:
-        raise DataFileError(f"blob {blob_name!r} is empty")
+        raise DataFileError(f"{where}: the file is empty (0 bytes); expected a header row and data rows")
     lower = blob_name.lower()
+    if lower.endswith(".parquet"):
+        frame = _read_parquet(payload, where)
+    else:
+        if lower.endswith(".gz"):
+            payload = _gunzip(payload, where)
+        frame = _read_csv(payload, where, spec, warnings)
+    return conform(
+        frame,
+        where,
+        spec,
+        warnings=warnings,
+        now=now,
+        future_tolerance_hours=future_tolerance_hours,
+        known_categories=known_categories,
+    )
+
+
+def _gunzip(payload: bytes, where: str) -> bytes:
+    if payload[:2] != b"\x1f\x8b":
+        raise DataFileError(f"{where}: expected gzip data (the name ends in .gz), found bytes {payload[:8]!r}")
     try:
-        if lower.endswith(".parquet"):
-            frame = pd.read_parquet(io.BytesIO(payload))
-        else:
-            compression = "gzip" if lower.endswith(".gz") else None
-            frame = pd.read_csv(
-                io.BytesIO(payload),
-                na_values=spec.na_values,
-                keep_default_na=True,
-                compression=compression,
-                low_memory=False,
-            )
-    except Exception as exc:  # pandas raises many types for unreadable files
+        return gzip.decompress(payload)
+    except EOFError as exc:
+        raise DataFileError(f"{where}: the gzip data is truncated ({len(payload)} bytes): {exc}") from exc
+    except (OSError, zlib.error) as exc:
+        raise DataFileError(f"{where}: the gzip data is corrupt: {exc}") from exc
+
+
+def _read_parquet(payload: bytes, where: str) -> pd.DataFrame:
+    if len(payload) < 12 or payload[:4] != b"PAR1" or payload[-4:] != b"PAR1":
         raise DataFileError(
-            f"blob {blob_name!r} cannot be read as {'Parquet' if lower.endswith('.parquet') else 'CSV'}: {exc}"
+            f"{where}: not a complete Parquet file (expected the PAR1 marker at both ends, found "
+            f"{payload[:4]!r}...{payload[-4:]!r} in {len(payload)} bytes): truncated or not Parquet"
+        )
+    try:
+        return pd.read_parquet(io.BytesIO(payload))
+    except Exception as exc:  # pyarrow raises many types for damaged files
+        raise DataFileError(f"{where}: the Parquet file is corrupt: {type(exc).__name__}: {exc}") from exc
+
+
+def _read_csv(payload: bytes, where: str, spec: ModelSpec, warnings: list[str]) -> pd.DataFrame:
+    if payload[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataFileError(f"{where}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); expected UTF-8 text")
+    if payload.startswith(UTF8_BOM):
+        payload = payload[len(UTF8_BOM) :]
+        warnings.append("the file starts with a UTF-8 byte-order mark; it was read without it")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = payload[: exc.start].count(b"\n") + 1
+        raise DataFileError(
+            f"{where}: the file is not UTF-8: byte 0x{payload[exc.start]:02x} at offset {exc.start} (line {line}) "
+            "cannot be decoded; expected UTF-8 text (save it as UTF-8, not Latin-1 or Windows-1252)"
         ) from exc
-    return conform(frame, blob_name, spec)
+    header = text.split("\n", 1)[0]
+    if "," not in header:
+        for delimiter, label in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+            if delimiter in header:
+                raise DataFileError(f"{where}: columns are separated by {label}; expected ',' (header found: {header[:120]!r})")
+    try:
+        return pd.read_csv(
+            io.StringIO(text),
+            na_values=spec.na_values,
+            keep_default_na=True,
+            low_memory=False,
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise DataFileError(f"{where}: the file has no header row; expected the columns {spec.required_columns}") from exc
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise DataFileError(f"{where}: cannot be read as CSV: {type(exc).__name__}: {exc}") from exc
 
 
-def conform(frame: pd.DataFrame, where: str, spec: ModelSpec) -> pd.DataFrame:
+def conform(
+    frame: pd.DataFrame,
+    where: str,
+    spec: ModelSpec,
+    *,
+    warnings: list[str] | None = None,
+    now: datetime | None = None,
+    future_tolerance_hours: float = 24.0,
+    known_categories: dict[str, set[str]] | None = None,
+) -> pd.DataFrame:
+    warnings = warnings if warnings is not None else []
     missing = [column for column in spec.required_columns if column not in frame.columns]
     if missing:
         raise DataFileError(
-            f"{where}: missing column(s) {missing}; the spec needs {spec.required_columns}, the file has {list(frame.columns)[:30]}"
+            f"{where}: missing column(s) {missing}; expected the spec's columns {spec.required_columns}, "
+            f"found {list(frame.columns)[:30]}"
         )
     if frame.empty:
-        raise DataFileError(f"{where}: has a header but no rows")
+        raise DataFileError(f"{where}: has a header but no rows; expected at least one data row")
     frame = frame.copy()
     for column in [*spec.numeric_features, spec.target]:
         if not pd.api.types.is_numeric_dtype(frame[column]):
             converted = pd.to_numeric(frame[column], errors="coerce")
             bad = converted.isna() & frame[column].notna()
-            if bad.all() and frame[column].notna().any():
+            if bad.any():
                 example = frame.loc[bad, column].iloc[0]
-                raise DataFileError(f"{where}: column {column!r} should be numeric, found values like {example!r}")
+                if bad.all():
+                    raise DataFileError(f"{where}: column {column!r} should be numeric, found values like {example!r}")
+                warnings.append(
+                    f"column {column!r}: {int(bad.sum())} value(s) are not numbers (expected numeric, found e.g. "
+                    f"{example!r}); read as missing"
+                )
             frame[column] = converted
         frame[column] = frame[column].astype("float64")
+    if frame[spec.target].isna().all():
+        raise DataFileError(
+            f"{where}: column {spec.target!r} (the target) is empty in every row; expected at least one labelled row"
+        )
     for column in spec.categorical_features:
         frame[column] = frame[column].astype("string").astype(object).where(frame[column].notna(), np.nan)
+        known = (known_categories or {}).get(column)
+        if known:
+            unseen = sorted(set(frame[column].dropna().astype(str)) - known)
+            if unseen:
+                warnings.append(
+                    f"column {column!r}: value(s) {unseen[:5]} never seen in the champion's training data "
+                    f"(expected one of {sorted(known)[:10]}); the model treats them as unknown"
+                )
     frame[TIMESTAMP] = build_timestamp(frame, where, spec)
-    return frame
+    return drop_bad_times(frame, where, warnings, now, future_tolerance_hours)
 
 
 def build_timestamp(frame: pd.DataFrame, where: str, spec: ModelSpec) -> pd.Series:
-    if spec.timestamp_column:
-        stamps = pd.to_datetime(frame[spec.timestamp_column], errors="coerce", utc=True).dt.tz_localize(None)
-    else:
-        parts = {part: pd.to_numeric(frame[column], errors="coerce") for part, column in spec.timestamp_parts.items()}
-        parts.setdefault("hour", 0)
-        stamps = pd.to_datetime(pd.DataFrame(parts), errors="coerce")
+    stamps = timestamps(frame, spec.timestamp_spec)
     if stamps.isna().all():
         raise DataFileError(f"{where}: no row has a valid timestamp (spec timestamp: {spec.raw.get('timestamp')})")
-    return stamps.astype("datetime64[ns]")
+    return stamps
+
+
+def drop_bad_times(
+    frame: pd.DataFrame, where: str, warnings: list[str], now: datetime | None, future_tolerance_hours: float
+) -> pd.DataFrame:
+    """Rows without a usable timestamp, or stamped in the future, are dropped with a warning; all of them: an error."""
+    stamps = frame[TIMESTAMP]
+    missing = stamps.isna()
+    if missing.any():
+        warnings.append(f"{int(missing.sum())} row(s) have no valid timestamp; dropped")
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    future = stamps > pd.Timestamp(now) + pd.Timedelta(hours=future_tolerance_hours)
+    if future.all():
+        raise DataFileError(
+            f"{where}: every row is stamped in the future (first {stamps.min()}); expected readings up to {now:%Y-%m-%d %H:%M}"
+        )
+    if future.any():
+        warnings.append(f"{int(future.sum())} row(s) are stamped in the future (after {now:%Y-%m-%d %H:%M}); dropped")
+    frame = frame.loc[~missing & ~future]
+    # One device, one reading per moment: a repeated time is a re-sent row; the last one is the correction.
+    repeated = frame[TIMESTAMP].duplicated(keep="last")
+    if repeated.any():
+        example = frame.loc[repeated, TIMESTAMP].iloc[0]
+        warnings.append(
+            f"{int(repeated.sum())} row(s) repeat the timestamp of a later row (e.g. {example}); kept the last of each"
+        )
+        frame = frame.loc[~repeated]
+    return frame
 
 
 def apply_filters(frame: pd.DataFrame, start: datetime | None, end: datetime | None, filters: dict | None) -> pd.DataFrame:

@@ -1,4 +1,10 @@
-"""Start-or-signal the per-source orchestration on durabletask (the local engine)."""
+"""Start-or-signal the per-source orchestration on durabletask (the local engine).
+
+One instance per source (`retrain-<source_id>`): scheduling is atomic in the engine, so of many
+concurrent signals for a source exactly one starts the instance (ALREADY_EXISTS for the others, which
+raise an `upload` event to it instead). An event raised to an instance that has just ended is dropped
+by the engine, so the signal checks the state afterwards and starts a new instance when it ended.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ def new_request(settings: Settings, source_id: str, signal: dict) -> RetrainRequ
         poll_seconds=settings.poll_seconds,
         training_deadline_seconds=settings.training_deadline_seconds,
         build_deadline_seconds=settings.build_deadline_seconds,
+        fleet_candidate=settings.fleet_enabled,
         trigger=signal.get("trigger", "upload"),
     )
     return request.absorb(signal)
@@ -58,7 +65,12 @@ class DurableTaskOrchestrations:
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                     raise
-            self.client.raise_orchestration_event(instance_id, UPLOAD_EVENT, data=signal)
+            try:
+                self.client.raise_orchestration_event(instance_id, UPLOAD_EVENT, data=signal)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                continue  # it vanished between the two calls: start it again
             state = self.client.get_orchestration_state(instance_id, fetch_payloads=False)
             if state is not None and state.runtime_status not in TERMINAL:
                 return {"instance_id": instance_id, "action": "signaled"}

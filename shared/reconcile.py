@@ -1,11 +1,22 @@
-"""Reconcile: events can be lost, so any source whose newest data is newer than its last run gets a run."""
+"""Reconcile: events can be lost, so any source whose newest data is newer than its last run gets a run.
+
+Run at local start-up and on a timer (`ReconcileTimer`, every MULTILINE_RECONCILE_SECONDS); in Azure
+by the `reconcile_sources` timer trigger. Only committed data under a valid `<source_id>/...` name
+counts; blobs Multiline has marked rejected do not (marking changes their Last-Modified).
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import datetime
 
 from orchestrations.retrain import instance_id_for
+from shared.blob_layout import BlobPathError, parse_raw_blob_name
 from shared.run_store import latest_run
+from shared.source_data import STATUS_KEY
+
+log = logging.getLogger("multiline.reconcile")
 
 ACTIVE = ("running", "pending", "continued_as_new", "suspended")
 
@@ -14,7 +25,12 @@ def sources_needing_a_run(ports) -> list[dict]:
     settings, storage = ports.settings, ports.storage
     newest: dict[str, datetime] = {}
     for blob in storage.list(settings.containers.raw):
-        source_id = blob.name.split("/", 1)[0]
+        if blob.size == 0 or blob.metadata.get(STATUS_KEY) == "rejected":
+            continue
+        try:
+            source_id = parse_raw_blob_name(blob.name, settings.source_id_pattern, settings.source_id_max_length).source_id
+        except BlobPathError:
+            continue  # never a source: a run could not use it (the event handler ignores it too)
         if source_id not in newest or blob.last_modified > newest[source_id]:
             newest[source_id] = blob.last_modified
     stale = []
@@ -34,8 +50,46 @@ def reconcile(ports, orchestrations) -> list[dict]:
             continue  # the live run's follow-up check will see the data
         try:
             result = orchestrations.signal(item["source_id"], {"trigger": "reconcile"})
-        except Exception as exc:  # an invalid folder name must not stop the others
+        except Exception as exc:  # one source's failure must not stop the others
+            log.warning("reconcile: source %s could not be started: %s", item["source_id"], exc)
             started.append({**item, "error": str(exc)})
             continue
+        log.info(
+            "reconcile: source %s has data newer than its last run -> %s",
+            item["source_id"],
+            result.get("action"),
+            extra={"source_id": item["source_id"], "instance_id": result.get("instance_id")},
+        )
         started.append({**item, **result})
     return started
+
+
+class ReconcileTimer:
+    """Calls `reconcile` every `interval` seconds in a daemon thread (the local stand-in for the timer trigger)."""
+
+    def __init__(self, ports, orchestrations, interval: float):
+        self.ports = ports
+        self.orchestrations = orchestrations
+        self.interval = interval
+        self.rounds = 0
+        self.started: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="multiline-reconcile", daemon=True)
+
+    def start(self) -> ReconcileTimer:
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.started.extend(reconcile(self.ports, self.orchestrations))
+            except Exception as exc:  # storage or engine hiccup: try again next round
+                log.warning("reconcile round failed: %s", exc)
+            self.rounds += 1
