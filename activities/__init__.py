@@ -7,6 +7,7 @@ Functions in Azure); the orchestrator calls them by those names.
 from activities.build_image import build_image, get_build_status
 from activities.check_drift import check_drift
 from activities.compare_champion import compare_champion
+from activities.fleet import ensure_fleet_model
 from activities.pending_uploads import pending_uploads
 from activities.promote import promote
 from activities.record_run import record_run
@@ -19,6 +20,7 @@ ALL = [
     submit_training,
     get_training_status,
     cancel_training,
+    ensure_fleet_model,
     compare_champion,
     promote,
     build_image,

@@ -15,5 +15,9 @@ def build_image(request: dict) -> dict:
 
 
 def get_build_status(request: dict) -> dict:
-    status = get_ports().images.status(request["build_id"])
+    ports = get_ports()
+    status = ports.images.status(request["build_id"])
+    if status.get("state") == "succeeded" and request.get("source_id"):
+        # The ledger notes which image carries this reign's champion.
+        ports.registry.record_image(request["source_id"], int(request["version"]), status)
     return {key: status.get(key) for key in ("build_id", "state", "image", "digest", "context_uri", "error")}

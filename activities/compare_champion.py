@@ -1,41 +1,99 @@
-"""compare_champion: champion and challenger scored on the same recent rows the challenger never trained on."""
+"""compare_champion: the candidates and the champion scored on the same recent rows no candidate trained on.
+
+Candidates: the source's own challenger and, when enabled, the newest fleet model whose training cut-off
+lies before the window. The better candidate faces the champion; the decision rules live in
+shared/champion.py. Where the edge's prediction logs cover the window, the champion's live loss is
+reported beside its re-scored loss.
+"""
 
 from __future__ import annotations
 
 import io
 
+import numpy as np
 import pandas as pd
 
 from shared.adapters import get_ports
-from shared.champion import decide
-from shared.modeling import score
+from shared.champion import decide, paired_bootstrap
+from shared.fleet_model import FLEET_SOURCE
+from shared.modeling import CONTEXT, aggregate_loss, score_rows
+from shared.prediction_log import live_loss, read_logs
+from shared.spec import spec_of_model
+
+
+def _row_losses(registry, owner: str, version: int, rows: pd.DataFrame, default_spec, constants: dict | None):
+    record = registry.get(owner, version)
+    spec = spec_of_model(record, default_spec)
+    losses, stamps = score_rows(registry.load_model(owner, version), rows, spec, constants or record.get("constant_features"))
+    return record, losses, stamps
 
 
 def compare_champion(request: dict) -> dict:
     ports = get_ports()
     source_id, challenger_version = request["source_id"], int(request["challenger_version"])
-    spec, registry = ports.spec, ports.registry
+    spec, registry, settings = ports.spec, ports.registry, ports.settings
     challenger = registry.get(source_id, challenger_version)
     container, _, name = challenger["eval_uri"].partition("/")
     rows = pd.read_parquet(io.BytesIO(ports.storage.read(container, name)[0]))
-    challenger_loss = score(registry.load_model(source_id, challenger_version), rows, spec)
+    eval_start, eval_end = challenger["eval_start"], challenger["eval_end"]
+
+    _, own_losses, stamps = _row_losses(registry, source_id, challenger_version, rows, spec, None)
+    candidates = [{"candidate": "per_source", "version": challenger_version, "loss": aggregate_loss(own_losses, spec)}]
+    best, best_losses = candidates[0], own_losses
+    fleet_version = request.get("fleet_version")
+    if fleet_version is not None:
+        fleet_record = registry.get(FLEET_SOURCE, int(fleet_version))
+        if pd.Timestamp(fleet_record["train_end"]) <= pd.Timestamp(eval_start):
+            _, fleet_losses, _ = _row_losses(registry, FLEET_SOURCE, int(fleet_version), rows, spec, {"_source": source_id})
+            fleet = {"candidate": "fleet", "version": int(fleet_version), "loss": aggregate_loss(fleet_losses, spec)}
+            candidates.append(fleet)
+            if fleet["loss"] < best["loss"]:
+                best, best_losses = fleet, fleet_losses
+        else:
+            candidates.append(
+                {
+                    "candidate": "fleet",
+                    "version": int(fleet_version),
+                    "loss": None,
+                    "note": f"not fair here: trained on rows up to {fleet_record['train_end']}",
+                }
+            )
+
     champion_version, champion_etag = registry.champion(source_id)
-    champion_loss, champion_train_end = None, None
+    champion_loss, champion_train_end, test, live = None, None, None, None
     if champion_version is not None:
-        champion = registry.get(source_id, champion_version)
+        champion, champion_losses, _ = _row_losses(registry, source_id, champion_version, rows, spec, None)
         champion_train_end = champion.get("train_end")
-        champion_loss = score(registry.load_model(source_id, champion_version), rows, spec)
+        champion_loss = aggregate_loss(champion_losses, spec)
+        test = paired_bootstrap(
+            champion_losses,
+            best_losses,
+            block_rows=settings.bootstrap_block_rows,
+            resamples=settings.bootstrap_resamples,
+            confidence=settings.bootstrap_confidence,
+        )
+        logs = read_logs(ports.storage, settings.containers.predictions, source_id, pd.Timestamp(eval_start))
+        evaluation = rows.loc[~rows[CONTEXT].astype(bool)] if CONTEXT in rows.columns else rows
+        live = live_loss(logs, champion_version, stamps, evaluation[spec.target].to_numpy(np.float64), champion_losses, spec)
     comparison = decide(
         champion_version=champion_version,
         champion_train_end=champion_train_end,
         champion_loss=champion_loss,
-        challenger_version=challenger_version,
-        challenger_loss=challenger_loss,
-        eval_start=challenger["eval_start"],
-        eval_end=challenger["eval_end"],
-        eval_rows=len(rows),
+        challenger_version=best["version"],
+        challenger_loss=best["loss"],
+        eval_start=eval_start,
+        eval_end=eval_end,
+        eval_rows=len(own_losses),
         min_rows=spec.eval_min_rows,
-        margin=ports.settings.promotion_margin,
+        margin=settings.promotion_margin,
         loss_name=spec.loss,
+        paired_test=test,
     )
-    return {**comparison.to_dict(), "champion_etag": champion_etag}
+    return {
+        **comparison.to_dict(),
+        "challenger_candidate": best["candidate"],
+        "source_challenger_version": challenger_version,
+        "candidates": candidates,
+        "champion_etag": champion_etag,
+        "live": live,
+    }

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from local.devices import log_live_predictions
 from local.stack import LocalStack, StackOptions
 from shared import codec
 from shared.dataset import build_timestamp
@@ -234,6 +235,13 @@ def run_demo(
         phases = [("history", demo_plan.initial)] + [(month, [month]) for month in demo_plan.rounds]
         for index, (label, months) in enumerate(phases):
             _say(f"round {index}/{len(phases) - 1}: uploading {label} ({len(months)} file(s) x {len(demo_plan.sources)} sources)")
+            if index > 0:  # the devices ran their champions on this month before uploading it
+                for source_id, uploads in demo_plan.sources.items():
+                    if label in uploads:
+                        previous = [m for m in uploads if m < label]
+                        log_live_predictions(
+                            stack.ports, source_id, label, uploads[label][1], uploads[previous[-1]][1] if previous else None
+                        )
             for source_id, names in upload_months(stack.ports.storage, container, demo_plan, months).items():
                 uploaded.setdefault(source_id, set()).update(names)
             runs = wait_for_round(stack, uploaded, label, round_timeout)
@@ -252,6 +260,8 @@ def run_demo(
                         "eval_rows": comparison.get("eval_rows"),
                         "reason": comparison.get("reason") or run.get("error"),
                         "seconds": run.get("duration_seconds"),
+                        "candidate": comparison.get("challenger_candidate"),
+                        "live": comparison.get("live"),
                     }
                 )
                 _say(f"    {source_id}: {run.get('outcome')} - {comparison.get('reason') or run.get('error') or ''}")

@@ -37,6 +37,8 @@ class RetrainRequest:
     poll_seconds: float = 15.0
     training_deadline_seconds: float = 4 * 3600.0
     build_deadline_seconds: float = 3600.0
+    fleet_candidate: bool = False
+    rollback_to: int | None = None
 
     @classmethod
     def from_dict(cls, payload: dict) -> RetrainRequest:
@@ -46,6 +48,8 @@ class RetrainRequest:
     def absorb(self, signal: dict | None) -> RetrainRequest:
         """Fold one more upload or manual request into the run that will happen next."""
         signal = signal or {}
+        if signal.get("rollback_to") is not None:
+            return replace(self, manual=True, trigger="rollback", rollback_to=int(signal["rollback_to"]))
         if signal.get("manual"):
             return replace(
                 self,
@@ -60,7 +64,7 @@ class RetrainRequest:
 
     def next_run(self) -> RetrainRequest:
         """The follow-up run's request: uploads since the run started, over the whole history."""
-        return replace(self, start=None, end=None, filters={}, manual=False, trigger="follow-up", uploads=0)
+        return replace(self, start=None, end=None, filters={}, manual=False, trigger="follow-up", uploads=0, rollback_to=None)
 
 
 def utc(moment: datetime) -> datetime:
@@ -98,7 +102,10 @@ def retrain_source(ctx, payload: dict):
         ctx.set_custom_status(status)
 
     try:
-        yield from run_steps(ctx, request, record, step)
+        if request.rollback_to is not None:
+            yield from roll_back(ctx, request, record, step)
+        else:
+            yield from run_steps(ctx, request, record, step)
     except Exception as exc:  # a failed step ends the run with its reason; the champion is untouched
         record["outcome"] = "failed"
         record["error"] = f"step {status['step']} failed: {exc}"
@@ -191,12 +198,26 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
         return
 
     challenger_version = training["result"]["model_version"]
+    fleet_version = None
+    if request.fleet_candidate:
+        step("fleet_candidate")
+        fleet = yield from poll_until_terminal(
+            ctx,
+            "ensure_fleet_model",
+            {"source_id": source_id, "eval_start": training["result"]["eval_start"], "instance_id": ctx.instance_id},
+            request.poll_seconds,
+            request.training_deadline_seconds,
+        )
+        record["fleet"] = fleet  # a fleet model that could not be had leaves the source's own challenger
+        fleet_version = fleet.get("fleet_version") if fleet["state"] == "succeeded" else None
+
     step("compare_champion", challenger_version=challenger_version)
     comparison = yield ctx.call_activity(
         "compare_champion",
         input={
             "source_id": source_id,
             "challenger_version": challenger_version,
+            "fleet_version": fleet_version,
         },
         retry_policy=STEP_RETRY,
     )
@@ -209,7 +230,10 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
             "promote",
             input={
                 "source_id": source_id,
-                "version": challenger_version,
+                "version": comparison["challenger_version"],
+                "candidate": comparison["challenger_candidate"],
+                "source_challenger_version": challenger_version,
+                "challenger_loss": comparison["challenger_loss"],
                 "expected_etag": comparison["champion_etag"],
                 "reason": comparison["reason"],
             },
@@ -222,21 +246,52 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
     if champion_version is None:
         return
 
+    yield from build_champion_image(ctx, request, record, step, champion_version)
+
+
+def build_champion_image(ctx, request: RetrainRequest, record: dict, step, champion_version: int):
     step("build_image", champion_version=champion_version)
     build = yield ctx.call_activity(
         "build_image",
         input={
-            "source_id": source_id,
+            "source_id": request.source_id,
             "version": champion_version,
         },
         retry_policy=STEP_RETRY,
     )
     image = yield from poll_until_terminal(
-        ctx, "get_build_status", {"build_id": build["build_id"]}, request.poll_seconds, request.build_deadline_seconds
+        ctx,
+        "get_build_status",
+        {"build_id": build["build_id"], "source_id": request.source_id, "version": champion_version},
+        request.poll_seconds,
+        request.build_deadline_seconds,
     )
     record["image"] = image
     if image["state"] != "succeeded":
         record["error"] = f"image build {image['state']}: {image.get('error')}"
+
+
+def roll_back(ctx, request: RetrainRequest, record: dict, step):
+    """Re-point the champion to an earlier version (recorded in the ledger) and rebuild its image."""
+    step("promote", rollback_to=request.rollback_to)
+    promotion = yield ctx.call_activity(
+        "promote",
+        input={
+            "source_id": request.source_id,
+            "version": request.rollback_to,
+            "kind": "rollback",
+            "reason": f"rollback to v{request.rollback_to} requested",
+            "expected_etag": "current",
+        },
+        retry_policy=STEP_RETRY,
+    )
+    record["promotion"] = promotion
+    record["outcome"] = "rolled_back" if promotion["promoted"] else "failed"
+    record["champion_version"] = promotion["champion_version"]
+    if not promotion["promoted"]:
+        record["error"] = promotion["reason"]
+        return
+    yield from build_champion_image(ctx, request, record, step, promotion["champion_version"])
 
 
 class Signals:

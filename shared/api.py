@@ -7,16 +7,30 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
 
 from shared import codec
 from shared.blob_layout import BlobPathError, validate_source_id
 from shared.dataset import parse_time
 from shared.events import EventHandler
 from shared.fleet import COLUMNS, cell, fleet_view, source_view
+from shared.ports import NotFound
 
 log = logging.getLogger("multiline.api")
 
 WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
+RETRAIN_FIELDS = {"start", "end", "filters"}
+CLOUDEVENT_HEADERS = ("id", "type", "source", "subject", "specversion", "time")
+
+
+class RetrainRequestError(ValueError):
+    """A manual retrain body that cannot be used; `field` names the offending field."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
 
 
 @dataclass
@@ -59,17 +73,23 @@ class Api:
                 return self.event_grid(headers, body)
         if path == "/" and method == "GET":
             return self.fleet_page()
+        if path == "/api/events" and method == "GET":  # what the event handler accepted and ignored, and why
+            return Response(200, self.events.stats.snapshot())
         if path == "/api/sources" and method == "GET":
             return Response(200, {"sources": fleet_view(self.ports, self.orchestrations)})
-        match = re.fullmatch(r"/api/sources/([^/]+)(/retrain)?", path)
+        match = re.fullmatch(r"/api/sources/([^/]+)(/retrain|/rollback|/ledger)?", path)
         if match:
             source_id = match.group(1)
             try:
                 validate_source_id(source_id, self.ports.settings.source_id_pattern, self.ports.settings.source_id_max_length)
             except BlobPathError as exc:
                 return error(400, str(exc))
-            if match.group(2) and method == "POST":
+            if match.group(2) == "/retrain" and method == "POST":
                 return self.retrain(source_id, body)
+            if match.group(2) == "/rollback" and method == "POST":
+                return self.rollback(source_id, body)
+            if match.group(2) == "/ledger" and method == "GET":
+                return Response(200, {"source_id": source_id, "ledger": self.ports.registry.ledger(source_id)})
             if not match.group(2) and method == "GET":
                 return Response(200, source_view(self.ports, self.orchestrations, source_id))
         match = re.fullmatch(r"/api/runs/([^/]+)", path)
@@ -80,6 +100,28 @@ class Api:
             return Response(200, status)
         return error(404, f"no route {method} {path}")
 
+    def rollback(self, source_id: str, body: bytes) -> Response:
+        """Re-point the champion to an earlier version; the source's orchestration does it, then rebuilds the image."""
+        try:
+            request = json.loads(body or b"{}")
+        except json.JSONDecodeError as exc:
+            return error(400, f"body is not JSON: {exc}")
+        version = request.get("version") if isinstance(request, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            return error(400, 'body must be {"version": <model version number>}', field="version")
+        try:
+            self.ports.registry.get(source_id, version)
+        except NotFound:
+            return error(404, f"source {source_id!r} has no model version {version}")
+        return self._accepted(self.orchestrations.signal(source_id, {"rollback_to": version, "trigger": "rollback"}))
+
+    def _accepted(self, started: dict) -> Response:
+        instance_id = started["instance_id"]
+        status_url = f"{self.base_url}/api/runs/{instance_id}"
+        return Response(
+            202, {"id": instance_id, "action": started["action"], "statusQueryGetUri": status_url}, {"Location": status_url}
+        )
+
     def retrain(self, source_id: str, body: bytes) -> Response:
         try:
             request = json.loads(body or b"{}")
@@ -88,14 +130,9 @@ class Api:
         if not isinstance(request, dict):
             return error(400, "body must be a JSON object with start, end and optional filters")
         try:
-            start, end = parse_time(request.get("start")), parse_time(request.get("end"))
-        except ValueError as exc:
-            return error(400, str(exc))
-        if start and end and start >= end:
-            return error(400, f"start {request['start']} is not before end {request['end']}")
-        filters = request.get("filters") or {}
-        if not isinstance(filters, dict):
-            return error(400, "filters must be an object {column: value | [values] | {min, max}}")
+            start, end, filters = self._retrain_fields(request)
+        except RetrainRequestError as exc:
+            return error(400, str(exc), field=exc.field)
         signal = {
             "manual": True,
             "trigger": "manual",
@@ -103,20 +140,72 @@ class Api:
             "end": end.isoformat() if end else None,
             "filters": filters,
         }
-        started = self.orchestrations.signal(source_id, signal)
-        instance_id = started["instance_id"]
-        status_url = f"{self.base_url}/api/runs/{instance_id}"
-        return Response(
-            202,
-            {"id": instance_id, "action": started["action"], "statusQueryGetUri": status_url},
-            {"Location": status_url},
-        )
+        return self._accepted(self.orchestrations.signal(source_id, signal))
+
+    def _retrain_fields(self, request: dict) -> tuple[datetime | None, datetime | None, dict]:
+        """start, end (naive UTC) and filters of a manual retrain; RetrainRequestError names the bad field."""
+        unknown = sorted(set(request) - RETRAIN_FIELDS)
+        if unknown:
+            raise RetrainRequestError(unknown[0], f"field {unknown[0]!r} is not known; a retrain takes {sorted(RETRAIN_FIELDS)}")
+        moments, aware = {}, {}
+        for name in ("start", "end"):
+            value = request.get(name)
+            if value in (None, ""):
+                moments[name] = None
+                continue
+            if not isinstance(value, str):
+                raise RetrainRequestError(name, f"field {name!r} must be an ISO date or datetime string, got {value!r}")
+            try:
+                moments[name] = parse_time(value)
+            except ValueError as exc:
+                raise RetrainRequestError(name, f"field {name!r}: {exc}") from exc
+            aware[name] = pd.Timestamp(value).tzinfo is not None
+        start, end = moments["start"], moments["end"]
+        if len(set(aware.values())) > 1:
+            raise RetrainRequestError(
+                "end", "fields 'start' and 'end' mix a datetime with a time zone and one without; give both in the same form"
+            )
+        if start and end and start >= end:
+            raise RetrainRequestError("end", f"field 'end' {request['end']} is not after field 'start' {request['start']}")
+        limit = self.ports.settings.max_range_days
+        if start and end and (end - start).days > limit:
+            raise RetrainRequestError(
+                "end",
+                f"fields 'start'..'end' span {(end - start).days} days; at most {limit} are allowed (MULTILINE_MAX_RANGE_DAYS)",
+            )
+        filters = request.get("filters") or {}
+        if not isinstance(filters, dict):
+            raise RetrainRequestError("filters", "field 'filters' must be an object {column: value | [values] | {min, max}}")
+        known = set(self.ports.spec.required_columns)
+        for column, condition in filters.items():
+            where = f"filters.{column}"
+            if column not in known:
+                raise RetrainRequestError(where, f"field {where!r}: column {column!r} is not in the model spec ({sorted(known)})")
+            if isinstance(condition, dict):
+                bounds = set(condition) - {"min", "max"}
+                if bounds or not condition:
+                    raise RetrainRequestError(
+                        where, f"field {where!r}: a range takes 'min' and/or 'max', got {sorted(condition)}"
+                    )
+                for bound, value in condition.items():
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise RetrainRequestError(f"{where}.{bound}", f"field '{where}.{bound}' must be a number, got {value!r}")
+            elif isinstance(condition, list):
+                if not condition or any(isinstance(item, (dict, list)) for item in condition):
+                    raise RetrainRequestError(where, f"field {where!r}: a list of values must be non-empty and flat")
+            elif condition is None:
+                raise RetrainRequestError(where, f"field {where!r}: give a value, a list of values or {{min, max}}")
+        return start, end, filters
 
     def event_grid(self, headers: dict, body: bytes) -> Response:
         try:
             payload = json.loads(body or b"[]")
         except json.JSONDecodeError as exc:
             return error(400, f"event body is not JSON: {exc}")
+        if "ce-type" in headers and isinstance(payload, dict) and "specversion" not in payload:
+            # CloudEvents binary mode: the attributes travel as ce-* headers, the body is the data.
+            attributes = {name: headers[f"ce-{name}"] for name in CLOUDEVENT_HEADERS if f"ce-{name}" in headers}
+            payload = {**attributes, "data": payload}
         events = payload if isinstance(payload, list) else [payload]
         outcome = self.events.handle(events)
         if outcome.validation_code is not None or headers.get("aeg-event-type") == "SubscriptionValidation":

@@ -110,16 +110,26 @@ class BlobModelRegistry:
         except NotFound:
             return None
 
-    def set_champion(self, source_id: str, version: int, expected_etag: str | None, reason: str) -> str:
-        """Move the pointer only if it is still what the caller read (None: only if there is none yet)."""
+    def set_champion(self, source_id: str, version: int, expected_etag: str | None, reason: str, kind: str = "promote") -> str:
+        """Move the pointer only if it is still what the caller read (None: only if there is none yet).
+
+        The pointer document carries the source's ledger (who was champion from when to when, and why), so
+        the move and its record are one conditional write: there is never a moment with two champions.
+        """
         self.get(source_id, version)  # the version must exist
         previous = self.champion_record(source_id)
+        now = datetime.now(timezone.utc).isoformat()
+        history = [dict(entry) for entry in (previous or {}).get("history", [])]
+        if history and history[-1].get("to") is None:
+            history[-1]["to"] = now
+        history.append({"version": version, "from": now, "to": None, "kind": kind, "reason": reason, "image": None})
         document = {
             "source_id": source_id,
             "version": version,
             "previous_version": previous["version"] if previous else None,
             "reason": reason,
-            "since": datetime.now(timezone.utc).isoformat(),
+            "since": now,
+            "history": history,
         }
         try:
             if expected_etag is None:
@@ -131,6 +141,28 @@ class BlobModelRegistry:
             )
         except PreconditionFailed as exc:
             raise ChampionConflict(f"champion of {source_id} changed while deciding; nothing was moved") from exc
+
+    def record_image(self, source_id: str, version: int, image: dict, attempts: int = 5) -> bool:
+        """Note the edge image built from `version` in the ledger entry of its current reign (if it still reigns)."""
+        for _ in range(attempts):
+            try:
+                data, etag = self.storage.read(self.container, f"{source_id}/champion.json")
+            except NotFound:
+                return False
+            document = codec.loads(data)
+            current = (document.get("history") or [None])[-1]
+            if document["version"] != version or current is None or current.get("version") != version:
+                return False
+            current["image"] = {key: image.get(key) for key in ("image", "digest", "build_id")}
+            try:
+                self.storage.write(self.container, f"{source_id}/champion.json", codec.to_bytes(document), if_match=etag)
+                return True
+            except PreconditionFailed:
+                continue
+        return False
+
+    def ledger(self, source_id: str) -> list[dict]:
+        return (self.champion_record(source_id) or {}).get("history", [])
 
     def sources(self) -> list[str]:
         return self.storage.list_prefixes(self.container)

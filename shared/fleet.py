@@ -7,8 +7,9 @@ from shared.run_store import latest_run
 
 
 def _champion_loss(run: dict | None, champion_record: dict | None, loss_name: str) -> float | None:
+    """The reigning champion's loss on the last run's evaluation rows (its own metric if there was no comparison)."""
     comparison = (run or {}).get("comparison") or {}
-    if comparison and run.get("champion_version") == comparison.get("challenger_version"):
+    if comparison and run.get("outcome") == "promoted":
         return comparison.get("challenger_loss")
     if comparison and run.get("champion_version") == comparison.get("champion_version"):
         return comparison.get("champion_loss")
@@ -32,7 +33,7 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
         "challenger_version": comparison.get("challenger_version"),
         "challenger_loss": comparison.get("challenger_loss"),
         "decision": (run or {}).get("outcome"),
-        "reason": comparison.get("reason") or (run or {}).get("error"),
+        "reason": comparison.get("reason") or (run or {}).get("error") or (run or {}).get("reason"),
         "drift": ((run or {}).get("drift") or {}).get("summary"),
         "image": (image or {}).get("image"),
         "image_digest": (image or {}).get("digest"),
@@ -49,7 +50,8 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
 
 def known_sources(ports) -> list[str]:
     raw = ports.storage.list_prefixes(ports.settings.containers.raw)
-    return sorted(set(raw) | set(ports.registry.sources()))
+    # Owners starting with "_" (the fleet model) are not sources.
+    return sorted(source for source in set(raw) | set(ports.registry.sources()) if not source.startswith("_"))
 
 
 def fleet_view(ports, orchestrations) -> list[dict]:

@@ -34,22 +34,32 @@ def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
     archive.addfile(info, io.BytesIO(data))
 
 
-def build_context(
-    source_id: str, version: int, model_bytes: bytes, record: dict, spec: ModelSpec, evaluation: bytes | None
-) -> tuple[bytes, str]:
-    """The tar.gz bytes and their sha256 digest (`sha256:<hex>`); equal inputs give equal bytes."""
-    card = {
+def model_card(source_id: str, version: int, record: dict, spec: ModelSpec) -> dict:
+    """What the edge scoring server needs to know about its model: inputs, derived features, digest."""
+    return {
         "source_id": source_id,
         "version": version,
         "sha256": record["sha256"],
         "target": spec.target,
-        "features": spec.features,
+        "timestamp": spec.timestamp_spec,
+        "raw_features": spec.raw_features,
         "numeric_features": spec.numeric_features,
         "categorical_features": spec.categorical_features,
+        "derived": spec.derived,
+        "features": spec.features,
+        "constant_features": record.get("constant_features") or {},
+        "candidate": record.get("candidate", "per_source"),
         "loss": spec.loss,
         "metrics": record.get("metrics", {}),
         "train_end": record.get("train_end"),
     }
+
+
+def build_context(
+    source_id: str, version: int, model_bytes: bytes, record: dict, spec: ModelSpec, evaluation: bytes | None
+) -> tuple[bytes, str]:
+    """The tar.gz bytes and their sha256 digest (`sha256:<hex>`); equal inputs give equal bytes."""
+    card = model_card(source_id, version, record, spec)
     expected_loss = record.get("metrics", {}).get(spec.loss, "")
     dockerfile = (EDGE_DIR / "Dockerfile.template").read_text()
     dockerfile = dockerfile.replace("{source_id}", source_id).replace("{expected_loss}", str(expected_loss))
@@ -57,6 +67,7 @@ def build_context(
         "Dockerfile": dockerfile.encode(),
         "requirements.txt": edge_requirements().encode(),
         "score_server.py": (EDGE_DIR / "score_server.py").read_bytes(),
+        "features.py": (EDGE_DIR / "features.py").read_bytes(),
         "model/model.joblib": model_bytes,
         "model/model.json": json.dumps(card, indent=1, sort_keys=True).encode(),
     }

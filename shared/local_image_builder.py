@@ -18,7 +18,7 @@ from pathlib import Path
 from shared import codec
 from shared.image_context import build_context, image_name
 from shared.ports import NotFound, Storage
-from shared.spec import ModelSpec
+from shared.spec import ModelSpec, spec_of_model
 
 
 def build_id_for(source_id: str, version: int) -> str:
@@ -43,7 +43,12 @@ class LocalImageBuilder:
             container, _, name = eval_uri.partition("/")
             evaluation = self.storage.read(container, name)[0]
         context, digest = build_context(
-            source_id, version, self.registry.model_bytes(source_id, version), record, self.spec, evaluation
+            source_id,
+            version,
+            self.registry.model_bytes(source_id, version),
+            record,
+            spec_of_model(record, self.spec),
+            evaluation,
         )
         context_name = f"{build_id}/context.tar.gz"
         self.storage.write(self.container, context_name, context)

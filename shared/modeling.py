@@ -12,15 +12,16 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from edge.features import derive, lookback_hours
 from shared.dataset import TIMESTAMP
 from shared.spec import ModelSpec
 
 
 def build_pipeline(spec: ModelSpec) -> Pipeline:
     transformers = []
-    if spec.numeric_features:
+    if spec.numeric_inputs:
         transformers.append(
-            ("numeric", SimpleImputer(strategy=spec.numeric_impute, keep_empty_features=True), spec.numeric_features)
+            ("numeric", SimpleImputer(strategy=spec.numeric_impute, keep_empty_features=True), spec.numeric_inputs)
         )
     if spec.categorical_features:
         categorical = Pipeline(
@@ -36,6 +37,13 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
 
 def features_of(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     return frame[spec.features]
+
+
+def prepare(frame: pd.DataFrame, spec: ModelSpec, group_column: str | None = None) -> pd.DataFrame:
+    """Add the spec's derived input features (calendar, lags, rolling means), per group when pooled."""
+    if not spec.derived:
+        return frame
+    return derive(frame, frame[TIMESTAMP], spec.derived, group_column)
 
 
 def labelled(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
@@ -60,12 +68,24 @@ def score(model, frame: pd.DataFrame, spec: ModelSpec) -> float:
     return aggregate_loss(per_row_loss(frame[spec.target].to_numpy(), predictions, spec), spec)
 
 
+CONTEXT = "_context"
+
+
 @dataclass(frozen=True)
 class Split:
     train: pd.DataFrame
     evaluation: pd.DataFrame
     eval_start: pd.Timestamp
     eval_end: pd.Timestamp
+    context: pd.DataFrame | None = None  # every row from the look-back before the window to its end
+
+    def evaluation_with_context(self, columns: list[str]) -> pd.DataFrame:
+        """The evaluation rows with the rows their derived features look back on (the hours before the window
+        and unlabelled rows inside it), those flagged `_context`: any model's features can be rebuilt from it."""
+        if self.context is None:
+            return self.evaluation[columns].assign(**{CONTEXT: False})
+        scored = self.context.index.isin(self.evaluation.index)
+        return self.context[columns].assign(**{CONTEXT: ~scored}).reset_index(drop=True)
 
 
 def split_for_evaluation(frame: pd.DataFrame, spec: ModelSpec) -> Split:
@@ -79,4 +99,30 @@ def split_for_evaluation(frame: pd.DataFrame, spec: ModelSpec) -> Split:
     eval_end = rows[TIMESTAMP].max()
     eval_start = eval_end - timedelta(days=spec.eval_window_days)
     in_window = rows[TIMESTAMP] > eval_start
-    return Split(train=rows.loc[~in_window], evaluation=rows.loc[in_window], eval_start=eval_start, eval_end=eval_end)
+    lookback = timedelta(hours=lookback_hours(spec.derived) + 1)
+    stamps = frame[TIMESTAMP]
+    context = frame.loc[stamps > eval_start - lookback].sort_values(TIMESTAMP)
+    return Split(
+        train=rows.loc[~in_window],
+        evaluation=rows.loc[in_window],
+        eval_start=eval_start,
+        eval_end=eval_end,
+        context=context,
+    )
+
+
+def add_constants(frame: pd.DataFrame, constants: dict | None) -> pd.DataFrame:
+    """Inputs a model takes as constants for one source (the fleet model's source column)."""
+    if not constants:
+        return frame
+    return frame.assign(**constants)
+
+
+def score_rows(model, rows: pd.DataFrame, spec: ModelSpec, constants: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row losses of `model` on the non-context rows of `rows` (evaluation rows with their look-back),
+    deriving the model's own features first; also returns the rows' timestamps."""
+    prepared = prepare(add_constants(rows, constants), spec, group_column=None)
+    if CONTEXT in prepared.columns:
+        prepared = prepared.loc[~prepared[CONTEXT].astype(bool)]
+    predictions = model.predict(features_of(prepared, spec))
+    return per_row_loss(prepared[spec.target].to_numpy(), predictions, spec), prepared[TIMESTAMP].to_numpy()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = PROJECT_ROOT / "specs" / "air-quality.json"
+RETRAIN_POLICIES = ("always", "on_drift", "on_drift_or_age")
 
 
 def _int(name: str, default: int) -> int:
@@ -34,6 +35,13 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
 
 
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _str(name, default)
+    if value not in allowed:
+        raise ValueError(f"setting {name} must be one of {allowed}, got {value!r}")
+    return value
+
+
 def _str(name: str, default: str) -> str:
     raw = os.environ.get(name)
     return default if raw in (None, "") else raw
@@ -53,9 +61,10 @@ class Containers:
     jobs: str = "jobs"
     artifacts: str = "artifacts"
     images: str = "images"
+    predictions: str = "predictions"
 
     def all(self) -> list[str]:
-        return [self.raw, self.models, self.runs, self.jobs, self.artifacts, self.images]
+        return [self.raw, self.models, self.runs, self.jobs, self.artifacts, self.images, self.predictions]
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,25 @@ class Settings:
     source_id_max_length: int
     blob_date_slack_days: int
     state_dir: Path
+    drift_js_threshold: float = 0.1
+    drift_wasserstein_threshold: float = 0.1
+    drift_missing_rate_threshold: float = 0.1
+    retrain_policy: str = "always"
+    retrain_max_age_days: float = 30.0
     extra: dict = field(default_factory=dict)
+    reconcile_seconds: float = 300.0  # the local stack's reconcile timer; 0 turns it off
+    max_blob_bytes: int = 256 * 1024 * 1024  # a data file larger than this is rejected unread
+    future_tolerance_hours: float = 24.0  # rows stamped later than now + this are dropped
+    max_range_days: int = 3660  # the widest [start, end) a manual retrain may ask for
+    candidates: str = "per_source+fleet"  # or "per_source": which candidates face each champion
+    fleet_max_age_days: float = 7.0  # a fleet model whose cut-off is older than this is retrained
+    bootstrap_block_rows: int = 24
+    bootstrap_resamples: int = 2000
+    bootstrap_confidence: float = 0.95
+
+    @property
+    def fleet_enabled(self) -> bool:
+        return self.candidates == "per_source+fleet"
 
     @property
     def is_local(self) -> bool:
@@ -88,6 +115,9 @@ def load_settings() -> Settings:
     mode = _str("MULTILINE_MODE", "local")
     if mode not in ("local", "azure"):
         raise ValueError(f"setting MULTILINE_MODE must be 'local' or 'azure', got {mode!r}")
+    retrain_policy = _str("MULTILINE_RETRAIN_POLICY", "always")
+    if retrain_policy not in RETRAIN_POLICIES:
+        raise ValueError(f"setting MULTILINE_RETRAIN_POLICY must be one of {RETRAIN_POLICIES}, got {retrain_policy!r}")
     return Settings(
         mode=mode,
         storage_connection_string=_str("MULTILINE_STORAGE_CONNECTION_STRING", ""),
@@ -108,4 +138,18 @@ def load_settings() -> Settings:
         source_id_max_length=_int("MULTILINE_SOURCE_ID_MAX_LENGTH", 63),
         blob_date_slack_days=_int("MULTILINE_BLOB_DATE_SLACK_DAYS", 31),
         state_dir=_project_path(_str("MULTILINE_STATE_DIR", ".multiline")),
+        drift_js_threshold=_float("MULTILINE_DRIFT_JS_THRESHOLD", 0.1),
+        drift_wasserstein_threshold=_float("MULTILINE_DRIFT_WASSERSTEIN_THRESHOLD", 0.1),
+        drift_missing_rate_threshold=_float("MULTILINE_DRIFT_MISSING_RATE_THRESHOLD", 0.1),
+        retrain_policy=retrain_policy,
+        retrain_max_age_days=_float("MULTILINE_RETRAIN_MAX_AGE_DAYS", 30.0),
+        reconcile_seconds=_float("MULTILINE_RECONCILE_SECONDS", 300.0),
+        max_blob_bytes=_int("MULTILINE_MAX_BLOB_BYTES", 256 * 1024 * 1024),
+        future_tolerance_hours=_float("MULTILINE_FUTURE_TOLERANCE_HOURS", 24.0),
+        max_range_days=_int("MULTILINE_MAX_RANGE_DAYS", 3660),
+        candidates=_choice("MULTILINE_CANDIDATES", "per_source+fleet", ("per_source", "per_source+fleet")),
+        fleet_max_age_days=_float("MULTILINE_FLEET_MAX_AGE_DAYS", 7.0),
+        bootstrap_block_rows=_int("MULTILINE_BOOTSTRAP_BLOCK_ROWS", 24),
+        bootstrap_resamples=_int("MULTILINE_BOOTSTRAP_RESAMPLES", 2000),
+        bootstrap_confidence=_float("MULTILINE_BOOTSTRAP_CONFIDENCE", 0.95),
     )

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.features import CALENDAR, derived_names
+
 LOSSES = ("rmse", "mae")
 IMPUTE_NUMERIC = ("median", "mean", "constant")
 IMPUTE_CATEGORICAL = ("most_frequent", "constant")
@@ -34,16 +36,39 @@ class ModelSpec:
     loss: str
     eval_window_days: int
     eval_min_rows: int
+    derived: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict, compare=False)
 
     @property
+    def derived_features(self) -> list[str]:
+        return derived_names(self.derived)
+
+    @property
+    def numeric_inputs(self) -> list[str]:
+        """What the model's numeric branch sees: raw numeric columns and the derived ones."""
+        return [*self.numeric_features, *self.derived_features]
+
+    @property
     def features(self) -> list[str]:
+        return [*self.numeric_inputs, *self.categorical_features]
+
+    @property
+    def raw_features(self) -> list[str]:
         return [*self.numeric_features, *self.categorical_features]
 
     @property
     def required_columns(self) -> list[str]:
         time_columns = [self.timestamp_column] if self.timestamp_column else list(self.timestamp_parts.values())
-        return list(dict.fromkeys([*time_columns, self.target, *self.features]))
+        return list(dict.fromkeys([*time_columns, self.target, *self.raw_features]))
+
+    @property
+    def timestamp_spec(self) -> dict:
+        return {"column": self.timestamp_column} if self.timestamp_column else {"from_parts": self.timestamp_parts}
+
+    def with_constant_feature(self, column: str) -> ModelSpec:
+        """The same spec with one more categorical input (the fleet model's source column)."""
+        raw = {**self.raw, "categorical_features": [*self.categorical_features, column]}
+        return parse_spec(raw, where=f"model spec {self.name} + {column}")
 
     def to_dict(self) -> dict:
         return self.raw
@@ -104,6 +129,7 @@ def parse_spec(raw: dict, where: str = "model spec") -> ModelSpec:
     if loss not in LOSSES:
         raise SpecError(f"{where}: loss must be one of {LOSSES}, got {loss!r}")
     evaluation = raw.get("evaluation", {})
+    derived = _parse_derived(raw.get("derived_features", {}), target, list(numeric), where)
     spec = ModelSpec(
         name=raw.get("name", "model"),
         target=target,
@@ -119,6 +145,7 @@ def parse_spec(raw: dict, where: str = "model spec") -> ModelSpec:
         loss=loss,
         eval_window_days=int(evaluation.get("window_days", 30)),
         eval_min_rows=int(evaluation.get("min_rows", 100)),
+        derived=derived,
         raw=raw,
     )
     try:
@@ -126,6 +153,33 @@ def parse_spec(raw: dict, where: str = "model spec") -> ModelSpec:
     except (ImportError, AttributeError, TypeError) as exc:
         raise SpecError(f"{where}: estimator {estimator_class} cannot be built: {exc}") from exc
     return spec
+
+
+def _parse_derived(derived: dict, target: str, numeric: list[str], where: str) -> dict:
+    if not isinstance(derived, dict):
+        raise SpecError(f"{where}: derived_features must be an object")
+    unknown = set(derived) - {"calendar", "lags", "rolling_means"}
+    if unknown:
+        raise SpecError(f"{where}: derived_features has unknown keys {sorted(unknown)}")
+    unknown_calendar = set(derived.get("calendar", [])) - set(CALENDAR)
+    if unknown_calendar:
+        raise SpecError(f"{where}: derived_features.calendar: unknown {sorted(unknown_calendar)}; known {list(CALENDAR)}")
+    for kind in ("lags", "rolling_means"):
+        block = derived.get(kind)
+        if not block:
+            continue
+        columns, hours = block.get("columns", []), block.get("hours", [])
+        if target in columns:
+            raise SpecError(
+                f"{where}: derived_features.{kind} uses the target {target!r}: targets reach the edge late, "
+                "so a model may only use past values of its inputs"
+            )
+        not_numeric = [column for column in columns if column not in numeric]
+        if not_numeric:
+            raise SpecError(f"{where}: derived_features.{kind}: {not_numeric} are not numeric features")
+        if not hours or not all(isinstance(hour, int) and 0 < hour <= 24 * 31 for hour in hours):
+            raise SpecError(f"{where}: derived_features.{kind}.hours must be whole hours between 1 and 744")
+    return derived
 
 
 def load_spec(path: str | Path) -> ModelSpec:
@@ -137,3 +191,9 @@ def load_spec(path: str | Path) -> ModelSpec:
     except json.JSONDecodeError as exc:
         raise SpecError(f"model spec {path} is not valid JSON: {exc}") from exc
     return parse_spec(raw, where=f"model spec {path}")
+
+
+def spec_of_model(record: dict, default: ModelSpec) -> ModelSpec:
+    """The spec a registered model was trained with (its features), or the current one for older records."""
+    document = record.get("spec_doc")
+    return parse_spec(document, where=f"spec of model v{record.get('version')}") if document else default

@@ -66,21 +66,37 @@ def test_uploads_train_register_promote_and_package_then_compare_on_the_next_mon
         assert first["trigger"] == "upload" and first["uploads"] == 3  # three uploads, one run
         assert first["manifest"]["blob_count"] == 3
         assert first["drift"]["status"] == "no_reference"
-        assert registry.champion(source_id)[0] == 1
-        assert first["image"]["state"] == "succeeded" and first["image"]["image"] == f"edge-{source_id.lower()}:1"
+        # Two candidates: the source's own model (v1) and the fleet model trained on both sources.
+        comparison = first["comparison"]
+        assert first["fleet"]["state"] == "succeeded"
+        assert [c["candidate"] for c in comparison["candidates"]] == ["per_source", "fleet"]
+        assert all(c["loss"] > 0 for c in comparison["candidates"])
+        best = min(comparison["candidates"], key=lambda c: c["loss"])
+        assert comparison["challenger_candidate"] == best["candidate"]
+        champion_version = registry.champion(source_id)[0]
+        champion = registry.get(source_id, champion_version)
+        if best["candidate"] == "fleet":  # adopted as the source's own version, the source as its constant input
+            assert champion_version == 2 and champion["constant_features"] == {"_source": source_id}
+        else:
+            assert champion_version == 1 and champion["candidate"] == "per_source"
+        assert first["image"]["state"] == "succeeded"
+        assert first["image"]["image"] == f"edge-{source_id.lower()}:{champion_version}"
+        assert registry.ledger(source_id)[-1]["image"]["image"] == first["image"]["image"]
 
     source_id, station = next(iter(sources.items()))
+    before, _ = registry.champion(source_id)
     upload(stack, source_id, station, [(2015, 12)])
     _, second = wait_for_runs(stack, source_id, 2)
     comparison = second["comparison"]
-    assert comparison["challenger_version"] == 2 and comparison["champion_version"] == 1
+    assert comparison["champion_version"] == before
     assert comparison["eval_start"].startswith("2015-12-01") and comparison["eval_rows"] >= 200
-    champion = registry.get(source_id, 1)
+    champion = registry.get(source_id, before)
     assert pd.Timestamp(champion["train_end"]) <= pd.Timestamp(comparison["eval_start"])  # fair: unseen rows
     assert comparison["champion_loss"] > 0 and comparison["challenger_loss"] > 0
+    test = comparison["paired_test"]
     improved = comparison["challenger_loss"] < comparison["champion_loss"] * (1 - stack.ports.settings.promotion_margin)
-    assert second["outcome"] == ("promoted" if improved else "kept")
-    assert registry.champion(source_id)[0] == (2 if improved else 1)
+    assert second["outcome"] == ("promoted" if improved and test["low"] > 0 else "kept"), comparison["reason"]
+    assert (registry.champion(source_id)[0] != before) == (second["outcome"] == "promoted")
     assert second["drift"]["status"] in ("stable", "drifted") and second["drift"]["rows"] > 600
 
     status, fleet = call(stack, "GET", "/api/sources")

@@ -11,7 +11,7 @@ from shared.blob_registry import BlobModelRegistry
 from shared.image_context import build_context
 from shared.local_image_builder import LocalImageBuilder
 from shared.local_training import LocalTrainingBackend
-from shared.modeling import score
+from shared.modeling import aggregate_loss, score_rows
 from shared.source_data import ERROR_KEY, STATUS_KEY
 from tests.conftest import monthly_csv, months_from, raw_name
 
@@ -65,10 +65,15 @@ def test_training_job_registers_a_model_that_never_saw_its_evaluation_rows(stora
     assert record["eval_end"] == "2015-04-30T23:00:00"
     assert 500 < record["eval_rows"] <= 30 * 24
     container, _, name = record["eval_uri"].partition("/")
-    rows = pd.read_parquet(io.BytesIO(storage.read(container, name)[0]))
-    assert (rows["_timestamp"] > pd.Timestamp(record["eval_start"])).all()
+    stored = pd.read_parquet(io.BytesIO(storage.read(container, name)[0]))
+    rows, context = stored.loc[~stored["_context"]], stored.loc[stored["_context"]]
+    assert (rows["_timestamp"] > pd.Timestamp(record["eval_start"])).all() and len(rows) == record["eval_rows"]
+    # The look-back rows the derived features need are stored too, flagged, and never scored.
+    assert len(context.loc[context["_timestamp"] <= pd.Timestamp(record["eval_start"])]) == 25
+    assert context.loc[context["_timestamp"] > pd.Timestamp(record["eval_start"]), "PM2.5"].isna().all()
     model = registry.load_model(source_id, result["model_version"])
-    rescored = score(model, rows, fast_spec)
+    losses, _ = score_rows(model, stored, fast_spec)
+    rescored = aggregate_loss(losses, fast_spec)
     assert rescored == pytest.approx(record["metrics"]["rmse"], rel=1e-9)
     assert 5 < rescored < 80  # PM2.5 RMSE on real data: a real model, not a constant
     assert registry.profile(source_id, result["model_version"])["rows"] == record["train_rows"]

@@ -15,11 +15,11 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from shared import codec
+from shared import codec, redact
 from shared.adapters import build_registry, build_storage
 from shared.settings import load_settings
 from shared.spec import parse_spec
-from training.filter import filter_data
+from training.filter import champion_categories, filter_data
 from training.preprocess import NotEnoughData, preprocess
 from training.register import register
 from training.train import serialize, train
@@ -47,10 +47,11 @@ def run_job(job_id: str) -> dict:
     try:
         spec = parse_spec(job["spec"])
         clock = time.perf_counter()
-        frame, rejected = filter_data(storage, containers.raw, job, spec)
+        known = champion_categories(registry, job["source_id"])
+        frame, rejected = filter_data(storage, containers.raw, job, spec, known_categories=known)
         steps["filter"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        split = preprocess(frame, spec, job["source_id"])
+        split = preprocess(frame, spec, job["source_id"], hold_out=job.get("hold_out", True))
         steps["preprocess"] = time.perf_counter() - clock
         clock = time.perf_counter()
         model, metrics = train(split.train, split.evaluation, spec)
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--job-id", required=True)
     args = parser.parse_args(argv)
+    redact.install()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     status = run_job(args.job_id)
     return 0 if status["state"] == "succeeded" else 1

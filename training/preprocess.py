@@ -1,4 +1,4 @@
-"""Step 2, preprocess: drop rows without a target, order by time, hold out the evaluation window.
+"""Step 2, preprocess: derive the spec's input features, drop rows without a target, hold out the window.
 
 One-hot encoding and missing-value filling are fitted in step 3 as part of the model pipeline, so that
 the edge image applies exactly the same preprocessing as training did.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from shared.modeling import Split, split_for_evaluation
+from shared.dataset import TIMESTAMP
+from shared.fleet_model import SOURCE_COLUMN
+from shared.modeling import Split, labelled, prepare, split_for_evaluation
 from shared.spec import ModelSpec
 
 
@@ -16,9 +18,18 @@ class NotEnoughData(ValueError):
     pass
 
 
-def preprocess(frame: pd.DataFrame, spec: ModelSpec, source_id: str) -> Split:
+def preprocess(frame: pd.DataFrame, spec: ModelSpec, source_id: str, hold_out: bool = True) -> Split:
+    """The training rows and the held-out evaluation window (or, for the fleet model, which is evaluated on
+    each source's own window later, every labelled row for training)."""
     if frame.empty:
         raise NotEnoughData(f"source {source_id}: no valid rows in the requested range")
+    frame = prepare(frame, spec, group_column=SOURCE_COLUMN if SOURCE_COLUMN in frame.columns else None)
+    if not hold_out:
+        rows = labelled(frame, spec).sort_values(TIMESTAMP)
+        if len(rows) < spec.eval_min_rows:
+            raise NotEnoughData(f"{source_id}: {len(rows)} labelled rows; at least {spec.eval_min_rows} are needed")
+        end = rows[TIMESTAMP].max()
+        return Split(train=rows, evaluation=rows.iloc[0:0], eval_start=end, eval_end=end)
     try:
         split = split_for_evaluation(frame, spec)
     except ValueError as exc:

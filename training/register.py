@@ -8,6 +8,7 @@ from shared.dataset import TIMESTAMP
 from shared.drift import build_profile
 from shared.modeling import Split
 from shared.ports import Storage
+from shared.source_data import rejected_only
 from shared.spec import ModelSpec
 
 
@@ -23,13 +24,20 @@ def register(
     rejected: list[dict],
 ) -> dict:
     source_id = job["source_id"]
-    eval_name = f"{source_id}/evaluation/{job['job_id']}.parquet"
-    buffer = io.BytesIO()
-    columns = [TIMESTAMP, spec.target, *spec.features]
-    split.evaluation[columns].to_parquet(buffer, index=False)
-    storage.write(artifacts_container, eval_name, buffer.getvalue())
+    eval_uri = None
+    if not split.evaluation.empty:
+        # Raw columns plus the look-back rows, so that any model, whatever features it derives, can be scored.
+        eval_name = f"{source_id}/evaluation/{job['job_id']}.parquet"
+        buffer = io.BytesIO()
+        columns = list(dict.fromkeys([TIMESTAMP, *spec.required_columns]))
+        split.evaluation_with_context(columns).to_parquet(buffer, index=False)
+        storage.write(artifacts_container, eval_name, buffer.getvalue())
+        eval_uri = f"{artifacts_container}/{eval_name}"
     tags = {
         "spec": spec.name,
+        "spec_doc": spec.to_dict(),
+        "candidate": job.get("candidate", "per_source"),
+        "constant_features": job.get("constant_features") or {},
         "job_id": job["job_id"],
         "instance_id": job.get("instance_id"),
         "data_start": job.get("start"),
@@ -41,11 +49,11 @@ def register(
         "eval_start": split.eval_start.isoformat(),
         "eval_end": split.eval_end.isoformat(),
         "eval_rows": int(len(split.evaluation)),
-        "eval_uri": f"{artifacts_container}/{eval_name}",
+        "eval_uri": eval_uri,
         "loss_name": spec.loss,
         "metrics": metrics,
         "blobs": len(job["manifest"]["blobs"]),
-        "rejected_blobs": len(rejected),
+        "rejected_blobs": len(rejected_only(rejected)),
         "parent_champion": job.get("parent_champion"),
         "drift": job.get("drift_summary"),
     }

@@ -15,10 +15,9 @@ from shared.spec import ModelSpec
 def train(train_rows: pd.DataFrame, eval_rows: pd.DataFrame, spec: ModelSpec) -> tuple[Pipeline, dict]:
     model = build_pipeline(spec)
     model.fit(features_of(train_rows, spec), train_rows[spec.target])
-    metrics = {
-        spec.loss: score(model, eval_rows, spec),
-        f"train_{spec.loss}": score(model, train_rows, spec),
-    }
+    metrics = {f"train_{spec.loss}": score(model, train_rows, spec)}
+    if not eval_rows.empty:
+        metrics[spec.loss] = score(model, eval_rows, spec)
     return model, metrics
 
 

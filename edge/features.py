@@ -1,0 +1,97 @@
+"""Input features derived from the raw columns: the timestamp, calendar features, lags and rolling means.
+
+Lags and means are on an hourly grid: the lag of h hours is the reading at exactly t - h hours, the mean
+over h hours is the mean of the readings at t, t-1h, ..., t-(h-1)h that exist.
+
+Shared by training and the edge image (this module is copied into the image), so a model sees the same
+features in both places. Lags and rolling means are of INPUT columns only, by wall-clock hours (a gap in
+the readings gives a missing value, not a neighbour's value): the target reaches the edge late, so a model
+that needed its past values could not run there.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+CALENDAR = ("hour", "day_of_week", "day_of_year", "month")
+
+
+def timestamps(frame: pd.DataFrame, timestamp_spec: dict) -> pd.Series:
+    """The rows' timestamps (naive UTC or local as given), NaT where they cannot be built."""
+    if timestamp_spec.get("column"):
+        stamps = pd.to_datetime(frame[timestamp_spec["column"]], errors="coerce", utc=True).dt.tz_localize(None)
+    else:
+        parts = {part: pd.to_numeric(frame[column], errors="coerce") for part, column in timestamp_spec["from_parts"].items()}
+        parts.setdefault("hour", 0)
+        stamps = pd.to_datetime(pd.DataFrame(parts, index=frame.index), errors="coerce")
+    return stamps.astype("datetime64[ns]")
+
+
+def derived_names(derived: dict | None) -> list[str]:
+    derived = derived or {}
+    names = [f"cal_{name}" for name in derived.get("calendar", [])]
+    lags = derived.get("lags", {})
+    names += [f"{column}_lag{hours}h" for column in lags.get("columns", []) for hours in lags.get("hours", [])]
+    means = derived.get("rolling_means", {})
+    names += [f"{column}_mean{hours}h" for column in means.get("columns", []) for hours in means.get("hours", [])]
+    return names
+
+
+def lookback_hours(derived: dict | None) -> int:
+    derived = derived or {}
+    hours = [*derived.get("lags", {}).get("hours", []), *derived.get("rolling_means", {}).get("hours", [])]
+    return max(hours, default=0)
+
+
+def _one_series(frame: pd.DataFrame, stamp: pd.Series, derived: dict) -> pd.DataFrame:
+    out = pd.DataFrame(index=frame.index)
+    valid = stamp.notna()
+    lags, means = derived.get("lags", {}), derived.get("rolling_means", {})
+    columns = sorted(set(lags.get("columns", [])) | set(means.get("columns", [])))
+    if columns and valid.any():
+        # One reading per timestamp (the last), on a sorted time index.
+        history = frame.loc[valid, columns].apply(pd.to_numeric, errors="coerce").set_axis(stamp[valid])
+        history = history[~history.index.duplicated(keep="last")].sort_index()
+        for column in lags.get("columns", []):
+            for hours in lags.get("hours", []):
+                shifted = history[column].reindex(stamp - pd.Timedelta(hours=hours))
+                out[f"{column}_lag{hours}h"] = shifted.to_numpy()
+        for column in means.get("columns", []):
+            # Mean of the readings at t, t-1h, ..., t-(h-1)h, summed in a fixed order: the same value whatever
+            # history is at hand (a running window would differ in the last bits between training and the edge).
+            wanted = sorted(means.get("hours", []))
+            total = pd.Series(0.0, index=frame.index)
+            count = pd.Series(0, index=frame.index)
+            for offset in range(max(wanted)):
+                value = pd.Series(history[column].reindex(stamp - pd.Timedelta(hours=offset)).to_numpy(), index=frame.index)
+                total = total + value.fillna(0.0)
+                count = count + value.notna()
+                if offset + 1 in wanted:
+                    out[f"{column}_mean{offset + 1}h"] = (total / count.where(count > 0)).to_numpy()
+    return out
+
+
+def derive(frame: pd.DataFrame, stamp: pd.Series, derived: dict | None, group_column: str | None = None) -> pd.DataFrame:
+    """`frame` with the derived columns added; lags and means are computed within each group (source)."""
+    derived = derived or {}
+    result = frame.copy()
+    for name in derived.get("calendar", []):
+        if name == "hour":
+            result["cal_hour"] = stamp.dt.hour
+        elif name == "day_of_week":
+            result["cal_day_of_week"] = stamp.dt.day_of_week
+        elif name == "day_of_year":
+            result["cal_day_of_year"] = stamp.dt.day_of_year
+        elif name == "month":
+            result["cal_month"] = stamp.dt.month
+        else:
+            raise ValueError(f"unknown calendar feature {name!r}; known: {', '.join(CALENDAR)}")
+    if derived.get("lags") or derived.get("rolling_means"):
+        if group_column and group_column in frame.columns:
+            parts = [_one_series(part, stamp.loc[part.index], derived) for _, part in frame.groupby(group_column, sort=False)]
+            extra = pd.concat(parts).reindex(frame.index)
+        else:
+            extra = _one_series(frame, stamp, derived)
+        for column in extra.columns:
+            result[column] = extra[column].astype("float64")
+    return result
