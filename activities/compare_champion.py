@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from shared.adapters import get_ports
-from shared.champion import decide, paired_bootstrap
+from shared.champion import choose_candidate, decide, paired_bootstrap
 from shared.fleet_model import FLEET_SOURCE
 from shared.modeling import CONTEXT, aggregate_loss, score_rows
 from shared.prediction_log import live_loss, read_logs
@@ -39,16 +39,13 @@ def compare_champion(request: dict) -> dict:
 
     _, own_losses, stamps = _row_losses(registry, source_id, challenger_version, rows, spec, None)
     candidates = [{"candidate": "per_source", "version": challenger_version, "loss": aggregate_loss(own_losses, spec)}]
-    best, best_losses = candidates[0], own_losses
+    fleet_losses = None
     fleet_version = request.get("fleet_version")
     if fleet_version is not None:
         fleet_record = registry.get(FLEET_SOURCE, int(fleet_version))
         if pd.Timestamp(fleet_record["train_end"]) <= pd.Timestamp(eval_start):
             _, fleet_losses, _ = _row_losses(registry, FLEET_SOURCE, int(fleet_version), rows, spec, {"_source": source_id})
-            fleet = {"candidate": "fleet", "version": int(fleet_version), "loss": aggregate_loss(fleet_losses, spec)}
-            candidates.append(fleet)
-            if fleet["loss"] < best["loss"]:
-                best, best_losses = fleet, fleet_losses
+            candidates.append({"candidate": "fleet", "version": int(fleet_version), "loss": aggregate_loss(fleet_losses, spec)})
         else:
             candidates.append(
                 {
@@ -58,6 +55,15 @@ def compare_champion(request: dict) -> dict:
                     "note": f"not fair here: trained on rows up to {fleet_record['train_end']}",
                 }
             )
+    chosen, why = choose_candidate(
+        own_losses,
+        fleet_losses,
+        block_rows=settings.bootstrap_block_rows,
+        resamples=settings.bootstrap_resamples,
+        confidence=settings.bootstrap_confidence,
+    )
+    best = next(candidate for candidate in candidates if candidate["candidate"] == chosen)
+    best_losses = fleet_losses if chosen == "fleet" else own_losses
 
     champion_version, champion_etag = registry.champion(source_id)
     champion_loss, champion_train_end, test, live = None, None, None, None
@@ -92,6 +98,7 @@ def compare_champion(request: dict) -> dict:
     return {
         **comparison.to_dict(),
         "challenger_candidate": best["candidate"],
+        "candidate_reason": why,
         "source_challenger_version": challenger_version,
         "candidates": candidates,
         "champion_etag": champion_etag,

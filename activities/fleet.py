@@ -61,6 +61,7 @@ def ensure_fleet_model(request: dict) -> dict:
             "start": None,
             "end": cutoff.isoformat(),
             "hold_out": False,
+            "priority": True,
             "instance_id": request.get("instance_id"),
         }
     )

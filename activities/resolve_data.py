@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
+
 from shared import codec
 from shared.adapters import get_ports
 from shared.blob_layout import BlobPathError, parse_raw_blob_name
-from shared.dataset import parse_time
+from shared.dataset import TIMESTAMP, apply_filters, parse_time, read_table
+from shared.modeling import labelled
 from shared.run_store import manifest_name
-from shared.source_data import STATUS_KEY
+from shared.source_data import STATUS_KEY, mark_rejected
 
 
 def resolve_data(request: dict) -> dict:
@@ -31,7 +34,9 @@ def resolve_data(request: dict) -> dict:
             skipped.append({"blob": blob.name, "reason": "rejected earlier: " + blob.metadata.get("multiline_error", "")})
             continue
         if blob.size == 0:
-            skipped.append({"blob": blob.name, "reason": "empty blob"})
+            reason = f"source {source_id!r}, blob {blob.name!r}: the file is empty (0 bytes); expected CSV or Parquet rows"
+            mark_rejected(ports.storage, settings.containers.raw, blob.name, reason)
+            skipped.append({"blob": blob.name, "reason": reason})
             continue
         day = datetime(path.day.year, path.day.month, path.day.day)
         # The path date is when the file's data starts: a file may reach past it, never before it.
@@ -39,13 +44,14 @@ def resolve_data(request: dict) -> dict:
             continue
         if start is not None and day < start - slack:
             continue
-        blobs.append(blob.name)
+        blobs.append((day, blob.name))
+    blobs = [name for _, name in sorted(blobs)]
     manifest = {
         "source_id": source_id,
         "start": request.get("start"),
         "end": request.get("end"),
         "filters": request.get("filters") or {},
-        "blobs": sorted(blobs),
+        "blobs": blobs,
         "skipped": skipped,
         "newest_modified": newest.isoformat() if newest else None,
         "listed_at": datetime.now(timezone.utc).isoformat(),
@@ -58,4 +64,21 @@ def resolve_data(request: dict) -> dict:
         "skipped": skipped[:10],
         "skipped_count": len(skipped),
         "newest_modified": manifest["newest_modified"],
+        "eval_start_estimate": _eval_start_estimate(ports, blobs, start, end),
     }
+
+
+def _eval_start_estimate(ports, blobs: list[str], start, end) -> str | None:
+    """Where the training's evaluation window will most likely start, from the newest file alone, so a
+    fleet model for it can train while the source's own challenger does. A wrong guess costs only time:
+    the comparison checks the fleet model's cut-off against the real window."""
+    spec = ports.spec
+    for name in reversed(blobs[-2:]):
+        try:
+            frame = read_table(ports.storage.read(ports.settings.containers.raw, name)[0], name, spec)
+        except Exception:  # the training step reports bad files; an estimate just gives up
+            continue
+        rows = labelled(apply_filters(frame, start, end, None), spec)
+        if not rows.empty:
+            return (rows[TIMESTAMP].max() - pd.Timedelta(days=spec.eval_window_days)).isoformat()
+    return None

@@ -6,8 +6,8 @@ test RMSE of:
   baseline_pooled   the same, one model on all stations (station one-hot)
   per_source        the product's per-source candidate (the spec's features, derived ones included)
   fleet             the product's fleet candidate (all sources, the source as a feature)
-  champion          the candidate the product's champion rules choose on the source's own last 30
-                    days of the training period (both candidates trained before that window)
+  champion          the candidate the product chooses (shared.champion.choose_candidate) on the
+                    source's own last 30 days of the training period (both trained before that window)
 and ends with `fleet_rmse=<mean champion RMSE over the sources>`.
 
     .venv/bin/python benchmarks/quality.py [--spec specs/air-quality.json] [--stations N]
@@ -25,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.champion import decide, paired_bootstrap  # noqa: E402
+from shared.champion import choose_candidate  # noqa: E402
 from shared.dataset import TIMESTAMP, read_table  # noqa: E402
 from shared.fleet_model import SOURCE_COLUMN  # noqa: E402
 from shared.modeling import aggregate_loss, build_pipeline, features_of, labelled, per_row_loss, prepare  # noqa: E402
@@ -115,23 +115,8 @@ def main(argv=None) -> int:
         own_for_choice = fit(before, spec)
         own_loss, own_rows = rmse_on(own_for_choice, window, spec)
         fleet_loss, fleet_rows = rmse_on(fleet_for_choice, window, fleet_spec)
-        test_stats = paired_bootstrap(own_rows, fleet_rows)
-        verdict = decide(
-            champion_version=1,
-            champion_train_end=before[TIMESTAMP].max().isoformat(),
-            champion_loss=own_loss,
-            challenger_version=2,
-            challenger_loss=fleet_loss,
-            eval_start=window_start.isoformat(),
-            eval_end=TRAIN_END.isoformat(),
-            eval_rows=len(window),
-            min_rows=spec.eval_min_rows,
-            margin=0.0,
-            loss_name=spec.loss,
-            paired_test=test_stats,
-        )
+        chosen, _ = choose_candidate(own_rows, fleet_rows)
         # The chosen candidate, retrained on the whole training period as the next run would.
-        chosen = "fleet" if verdict.decision == "promote" or fleet_loss < own_loss else "per_source"
         champion = fleet if chosen == "fleet" else per_source
         results.append((source, baseline_source, baseline_pooled, per_source, fleet, champion))
         print(

@@ -11,6 +11,7 @@ that needed its past values could not run there.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 CALENDAR = ("hour", "day_of_week", "day_of_year", "month")
@@ -45,29 +46,37 @@ def lookback_hours(derived: dict | None) -> int:
 
 def _one_series(frame: pd.DataFrame, stamp: pd.Series, derived: dict) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
-    valid = stamp.notna()
     lags, means = derived.get("lags", {}), derived.get("rolling_means", {})
     columns = sorted(set(lags.get("columns", [])) | set(means.get("columns", [])))
-    if columns and valid.any():
-        # One reading per timestamp (the last), on a sorted time index.
-        history = frame.loc[valid, columns].apply(pd.to_numeric, errors="coerce").set_axis(stamp[valid])
-        history = history[~history.index.duplicated(keep="last")].sort_index()
-        for column in lags.get("columns", []):
-            for hours in lags.get("hours", []):
-                shifted = history[column].reindex(stamp - pd.Timedelta(hours=hours))
-                out[f"{column}_lag{hours}h"] = shifted.to_numpy()
-        for column in means.get("columns", []):
-            # Mean of the readings at t, t-1h, ..., t-(h-1)h, summed in a fixed order: the same value whatever
-            # history is at hand (a running window would differ in the last bits between training and the edge).
-            wanted = sorted(means.get("hours", []))
-            total = pd.Series(0.0, index=frame.index)
-            count = pd.Series(0, index=frame.index)
-            for offset in range(max(wanted)):
-                value = pd.Series(history[column].reindex(stamp - pd.Timedelta(hours=offset)).to_numpy(), index=frame.index)
-                total = total + value.fillna(0.0)
-                count = count + value.notna()
-                if offset + 1 in wanted:
-                    out[f"{column}_mean{offset + 1}h"] = (total / count.where(count > 0)).to_numpy()
+    valid = stamp.notna()
+    if not columns or not valid.any():
+        return out
+    # Lay the readings on an hourly grid (the last reading of each hour wins); rows off the grid get nothing.
+    hour = pd.Timedelta(hours=1)
+    reach = max([*lags.get("hours", []), *means.get("hours", []), 1])
+    origin = stamp[valid].min()
+    offsets = (stamp - origin) / hour
+    on_grid = valid & (offsets == offsets.round())
+    positions = offsets[on_grid].round().astype("int64").to_numpy() + reach
+    size = int(positions.max()) + 1 if len(positions) else reach + 1
+    for column in columns:
+        grid = np.full(size, np.nan)
+        grid[positions] = pd.to_numeric(frame.loc[on_grid, column], errors="coerce").to_numpy(dtype="float64")
+        for hours in lags.get("hours", []) if column in lags.get("columns", []) else []:
+            values = np.full(len(frame), np.nan)
+            values[on_grid.to_numpy()] = grid[positions - hours]
+            out[f"{column}_lag{hours}h"] = values
+        if column in means.get("columns", []):
+            for hours in means.get("hours", []):
+                # Each window is summed on its own, in the same order, so a row's mean does not depend on how
+                # much history was at hand (a running sum would differ in the last bits between training and edge).
+                windows = np.lib.stride_tricks.sliding_window_view(grid, hours)[positions - hours + 1]
+                counts = np.sum(~np.isnan(windows), axis=1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.where(counts > 0, np.nansum(windows, axis=1) / np.maximum(counts, 1), np.nan)
+                values = np.full(len(frame), np.nan)
+                values[on_grid.to_numpy()] = mean
+                out[f"{column}_mean{hours}h"] = values
     return out
 
 

@@ -97,7 +97,16 @@ def retrain_source(ctx, payload: dict):
         "outcome": None,
     }
 
+    timings: dict[str, float] = {}
+    record["step_seconds"] = timings
+    clock = {"step": None, "since": started}
+
     def step(name: str, **extra) -> None:
+        # Seconds per step, by the orchestration's own clock (replay-safe), for the run record.
+        now = utc(ctx.current_utc_datetime)
+        if clock["step"] is not None:
+            timings[clock["step"]] = round(timings.get(clock["step"], 0.0) + (now - clock["since"]).total_seconds(), 3)
+        clock.update(step=name, since=now)
         status.update(step=name, run_id=run_id, **extra)
         ctx.set_custom_status(status)
 
@@ -186,6 +195,17 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
         },
         retry_policy=STEP_RETRY,
     )
+    if request.fleet_candidate and manifest.get("eval_start_estimate"):
+        # Start the fleet model for this window now, so it trains while the source's own challenger does.
+        yield ctx.call_activity(
+            "ensure_fleet_model",
+            input={
+                "source_id": source_id,
+                "eval_start": manifest["eval_start_estimate"],
+                "instance_id": ctx.instance_id,
+            },
+            retry_policy=STEP_RETRY,
+        )
     step("training", job_id=job["job_id"])
     training = yield from poll_until_terminal(
         ctx, "get_training_status", {"job_id": job["job_id"]}, request.poll_seconds, request.training_deadline_seconds

@@ -146,3 +146,27 @@ def decide(
         ),
         improvement,
     )
+
+
+def choose_candidate(
+    source_row_losses: np.ndarray,
+    fleet_row_losses: np.ndarray | None,
+    *,
+    block_rows: int = 24,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+) -> tuple[str, str]:
+    """Which candidate faces the champion: the fleet model, unless the source's own model is better on the
+    window beyond noise. Pooling many similar sources gives a steadier model; one month of one source's
+    rows is too little evidence to prefer the noisier per-source fit on a small difference."""
+    if fleet_row_losses is None:
+        return "per_source", "no fleet candidate for this window"
+    test = paired_bootstrap(
+        fleet_row_losses, source_row_losses, block_rows=block_rows, resamples=resamples, confidence=confidence
+    )
+    if test.low > 0:
+        return (
+            "per_source",
+            f"the source's own model is better than the fleet model (per-row gain {test.low:.2f}..{test.high:.2f})",
+        )
+    return "fleet", "the fleet model, as the source's own model is not better beyond noise"

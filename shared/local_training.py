@@ -42,7 +42,10 @@ class LocalTrainingBackend:
         self.storage.write(self.container, f"{job_id}/job.json", codec.to_bytes(job))
         self._write_status(job_id, {"state": "queued", "queued_at": datetime.now(timezone.utc).isoformat()})
         with self._lock:
-            self._queue.append(job_id)
+            if job.get("priority"):  # a job many runs wait on (the fleet model) goes ahead of the queue
+                self._queue.appendleft(job_id)
+            else:
+                self._queue.append(job_id)
         self._wake.set()
         return job_id
 

@@ -10,6 +10,7 @@ import uuid
 import pandas as pd
 import pytest
 
+from local.devices import log_live_predictions
 from local.relay import blob_created_event
 from local.stack import LocalStack, StackOptions
 from shared.run_store import runs_of
@@ -85,6 +86,9 @@ def test_uploads_train_register_promote_and_package_then_compare_on_the_next_mon
 
     source_id, station = next(iter(sources.items()))
     before, _ = registry.champion(source_id)
+    # The device scored December live with its champion (the edge server's code) and uploads the log.
+    months = monthly_csv(station, [(2015, 11), (2015, 12)])
+    assert log_live_predictions(stack.ports, source_id, "2015-12", months[(2015, 12)], months[(2015, 11)])
     upload(stack, source_id, station, [(2015, 12)])
     _, second = wait_for_runs(stack, source_id, 2)
     comparison = second["comparison"]
@@ -98,6 +102,10 @@ def test_uploads_train_register_promote_and_package_then_compare_on_the_next_mon
     assert second["outcome"] == ("promoted" if improved and test["low"] > 0 else "kept"), comparison["reason"]
     assert (registry.champion(source_id)[0] != before) == (second["outcome"] == "promoted")
     assert second["drift"]["status"] in ("stable", "drifted") and second["drift"]["rows"] > 600
+    live = comparison["live"]  # the champion's live loss from the logs, cross-checked against re-scoring
+    assert live["coverage"] >= 0.99 and live["logged_rows"] == comparison["eval_rows"]
+    assert live["live_loss"] == pytest.approx(comparison["champion_loss"], rel=1e-6)
+    assert abs(live["difference"]) < 1e-6 * live["rescored_loss"]
 
     status, fleet = call(stack, "GET", "/api/sources")
     rows = {row["source_id"]: row for row in fleet["sources"]}
@@ -197,3 +205,34 @@ def test_event_grid_handshake_and_ignored_events(stack):
     assert status == 200 and body["accepted"] == [] and len(reasons) == 4
     assert "BlobDeleted" in reasons[0] and "CreateFile" in reasons[1] and "'raw' container" in reasons[2]
     assert "path segments" in reasons[3]
+
+
+def test_ledger_and_rollback_keep_exactly_one_champion(stack):
+    source_id = "Roll-" + uuid.uuid4().hex[:6]
+    registry = stack.ports.registry
+    upload(stack, source_id, "Guanyuan", months_from(2016, 1, 3))
+    runs_so_far = len(wait_for_runs(stack, source_id, 1))
+    if len(registry.versions(source_id)) < 2:  # the source's own model won: train one more version
+        upload(stack, source_id, "Guanyuan", [(2016, 4)])
+        runs_so_far = len(wait_for_runs(stack, source_id, 2))
+    first, _ = registry.champion(source_id)
+    target = max(record["version"] for record in registry.versions(source_id) if record["version"] != first)
+    history_before = len(registry.ledger(source_id))
+
+    assert call(stack, "POST", f"/api/sources/{source_id}/rollback", {"version": 99})[0] == 404
+    assert call(stack, "POST", f"/api/sources/{source_id}/rollback", {"version": "one"})[0] == 400
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/rollback", {"version": target})
+    assert status == 202 and answer["id"] == f"retrain-{source_id}"
+    runs = wait_for_runs(stack, source_id, runs_so_far + 1)
+    assert runs[-1]["outcome"] == "rolled_back" and runs[-1]["trigger"] == "rollback"
+    assert registry.champion(source_id)[0] == target
+    assert runs[-1]["image"]["state"] == "succeeded" and runs[-1]["image"]["image"].endswith(f":{target}")
+
+    status, body = call(stack, "GET", f"/api/sources/{source_id}/ledger")
+    ledger = body["ledger"]
+    assert status == 200 and len(ledger) == history_before + 1
+    previous, latest = ledger[-2], ledger[-1]
+    assert (previous["version"], latest["version"]) == (first, target) and latest["kind"] == "rollback"
+    assert [entry["to"] for entry in ledger].count(None) == 1  # one reign at a time
+    assert previous["to"] == latest["from"] and latest["to"] is None
+    assert previous["image"]["image"].endswith(f":{first}") and latest["image"]["image"].endswith(f":{target}")
