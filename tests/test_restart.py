@@ -1,0 +1,33 @@
+"""Kill the local stack in the middle of a run and start it again on the same state: nothing is lost."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.run_store import runs_of
+from tests.conftest import monthly_csv, months_from, raw_name
+from tests.stack_helpers import ChampionWatch, fast_settings, running_stack, wait_for_runs, wait_for_step
+
+
+def test_a_run_interrupted_by_a_restart_is_reconciled_and_completes(tmp_path, fast_spec_path):
+    state = tmp_path / "state"
+    source_id = "Restart-" + uuid.uuid4().hex[:6]
+    months = months_from(2015, 2, 3)
+    # Reconcile only at start-up here: the point is what a fresh process finds in storage.
+    settings = fast_settings(fast_spec_path, MULTILINE_RECONCILE_SECONDS=0, MULTILINE_CANDIDATES="per_source")
+    with running_stack(state, settings, persist_storage=True) as first:
+        for (year, month), payload in monthly_csv("Changping", months).items():
+            first.ports.storage.write("raw", raw_name(source_id, year, month), payload)
+        wait_for_step(first, source_id, "training")
+        # The stack stops with the training process killed and the orchestration forgotten (in-memory engine).
+    with running_stack(state, settings, persist_storage=True) as second:
+        assert [item["source_id"] for item in second.reconciled] == [source_id]
+        with ChampionWatch(second.ports.registry, [source_id]):
+            [run] = wait_for_runs(second, source_id, 1)
+        assert run["outcome"] == "promoted" and run["trigger"] == "reconcile"
+        assert run["manifest"]["blob_count"] == len(months)  # every upload made before the kill is used
+        assert second.ports.registry.champion(source_id)[0] is not None
+        assert run["image"]["state"] == "succeeded"
+    with running_stack(state, settings, persist_storage=True) as third:
+        assert third.reconciled == []  # up to date: a restart with nothing new starts nothing
+        assert len(runs_of(third.ports.storage, "runs", source_id)) == 1
