@@ -16,10 +16,12 @@ import azure.functions as func
 import activities
 from orchestrations.df_adapter import durable_functions_orchestrator
 from orchestrations.retrain import retrain_source
+from shared import redact
 from shared.azure_settings import load_azure_settings
 from shared.functions_host import FunctionsHost, run_activity
 from shared.telemetry import configure_telemetry
 
+redact.install()  # no connection string or SAS token reaches a log record
 configure_telemetry(load_azure_settings().app_insights_connection_string)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -68,6 +70,20 @@ async def list_sources(req: func.HttpRequest, client) -> func.HttpResponse:
 @app.route(route="sources/{source}", methods=["GET"])
 @app.durable_client_input(client_name="client")
 async def get_source(req: func.HttpRequest, client) -> func.HttpResponse:
+    return await host.http(req, client)
+
+
+@app.function_name(name="rollback")
+@app.route(route="sources/{source}/rollback", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def rollback(req: func.HttpRequest, client) -> func.HttpResponse:
+    return await host.http(req, client)
+
+
+@app.function_name(name="get_ledger")
+@app.route(route="sources/{source}/ledger", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def get_ledger(req: func.HttpRequest, client) -> func.HttpResponse:
     return await host.http(req, client)
 
 

@@ -90,5 +90,6 @@ def check_drift(request: dict) -> dict:
         "schema_changes": {key: values[:5] for key, values in schema.items() if values},
         "train": decision.train,
         "policy_reason": decision.reason,
+        "champion_version": champion_version,
         "report_uri": f"{settings.containers.runs}/{name}",
     }

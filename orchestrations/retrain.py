@@ -180,7 +180,9 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
     )
     record["drift"] = drift
     if not drift.get("train", True):  # the retraining policy says this data needs no new model, and why
-        record.update(outcome="skipped", reason=drift.get("policy_reason"))
+        record.update(outcome="skipped", reason=drift.get("policy_reason"), champion_version=drift.get("champion_version"))
+        if drift.get("champion_version") is not None:  # a build that failed earlier is retried (no-op if it exists)
+            yield from build_champion_image(ctx, request, record, step, drift["champion_version"])
         return
 
     step("submit_training")

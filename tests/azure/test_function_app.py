@@ -124,6 +124,8 @@ def test_the_app_lists_every_trigger(functions):
         ("sources/{source}/retrain", ("POST",)),
         ("sources", ("GET",)),
         ("sources/{source}", ("GET",)),
+        ("sources/{source}/rollback", ("POST",)),
+        ("sources/{source}/ledger", ("GET",)),
         ("runs/{instance}", ("GET",)),
     }
     assert {str(level) for level in routes.values()} == {str(func.AuthLevel.FUNCTION)}
