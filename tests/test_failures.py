@@ -87,7 +87,9 @@ def test_bad_files_are_kept_marked_and_named_while_the_rest_trains(stack):
     result = bad_run["training"]["result"]
     assert result["rejected_blobs"] == len(rejected) and result["train_rows"] > 1000
     on_run = {item["blob"].rsplit("/", 1)[1]: item for item in bad_run["training"]["rejected"]}
-    assert "empty blob" in {item["reason"] for run in bad_runs for item in run["manifest"]["skipped"]}
+    skipped = [item["reason"] for run in bad_runs for item in run["manifest"]["skipped"]]
+    assert any("empty.csv': the file is empty (0 bytes)" in reason for reason in skipped), skipped
+    assert storage.info("raw", f"{bad}/2015/08/02/empty.csv").metadata[STATUS_KEY] == "rejected"  # marked too
     for file_name, payload in {**rejected, **warned}.items():
         name = f"{bad}/2015/08/01/{file_name}"
         assert storage.read("raw", name)[0] == payload  # kept untouched
