@@ -27,10 +27,10 @@ def free_port() -> int:
 
 def azurite_binary() -> Path:
     binary = PROJECT_ROOT / "node_modules" / ".bin" / "azurite-blob"
+    if shutil.which("node") is None:
+        raise AzuriteMissing("Node.js is not on PATH: Azurite (the local Blob Storage) needs Node.js 18+ and npm")
     if binary.exists():
         return binary
-    if shutil.which("node") is None:
-        raise AzuriteMissing("Node.js is not installed: Azurite (the local Blob Storage) needs Node.js 18+ and npm")
     raise AzuriteMissing(f"Azurite is not installed in {PROJECT_ROOT / 'node_modules'}: run `make install` (npm ci)")
 
 

@@ -56,19 +56,62 @@ def _call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         raise SystemExit(f"the stack at {url} does not answer ({exc.reason}): is `multiline serve` running?") from exc
 
 
+def _read_stack_file(state_dir: Path) -> dict | None:
+    try:
+        return json.loads(_stack_file(state_dir).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _require_free_port(port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise SystemExit(f"port {port} on 127.0.0.1 is in use: stop what uses it, or pass --port") from None
+
+
 def cmd_serve(args) -> int:
+    from local.azurite import AzuriteMissing
     from local.stack import LocalStack, StackOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("azure", "multiline.durabletask"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     state_dir = Path(args.state_dir)
-    stack = LocalStack(StackOptions(state_dir=state_dir, http_port=args.port)).start()
+    previous = _read_stack_file(state_dir)
+    if previous and _alive(previous.get("pid")):
+        raise SystemExit(
+            f"a `multiline serve` (pid {previous['pid']}) already runs on {state_dir} at {previous.get('api')}: "
+            "stop it first, or give this one another --state-dir"
+        )
+    if previous and _alive(previous.get("azurite_pid")):
+        os.kill(previous["azurite_pid"], signal.SIGTERM)  # left behind by a serve that was killed hard
+    _require_free_port(args.port)
+    try:
+        stack = LocalStack(StackOptions(state_dir=state_dir, http_port=args.port)).start()
+    except AzuriteMissing as exc:
+        raise SystemExit(str(exc)) from None
     info = {
         "api": stack.base_url,
         "account_url": stack.account_url,
         "blob_connection_string": stack.azurite.connection_string,
         "pid": os.getpid(),
+        "azurite_pid": stack.azurite.process.pid,
     }
     _stack_file(state_dir).write_text(json.dumps(info, indent=1))
     print(
@@ -85,7 +128,9 @@ def cmd_serve(args) -> int:
         pass
     finally:
         stack.stop()
-        _stack_file(state_dir).unlink(missing_ok=True)
+        mine = _read_stack_file(state_dir)
+        if mine and mine.get("pid") == os.getpid():  # never remove another serve's file
+            _stack_file(state_dir).unlink(missing_ok=True)
     return 0
 
 
@@ -128,9 +173,22 @@ def cmd_upload(args) -> int:
     info = _stack_info(args)
     if "blob_connection_string" not in info:
         raise SystemExit("upload needs the stack file of `multiline serve` (not --url)")
+    from shared.blob_layout import BlobPathError, parse_raw_blob_name
+    from shared.settings import load_settings
+
     path = Path(args.file)
-    day = date.fromisoformat(args.date) if args.date else date.today()
+    if not path.is_file():
+        raise SystemExit(f"{path} is not a file")
+    try:
+        day = date.fromisoformat(args.date) if args.date else date.today()
+    except ValueError:
+        raise SystemExit(f"--date {args.date!r} is not a date (yyyy-mm-dd): the day the file's data starts") from None
     name = f"{args.source}/{day:%Y/%m/%d}/{path.name}"
+    settings = load_settings()
+    try:
+        parse_raw_blob_name(name, settings.source_id_pattern, settings.source_id_max_length)
+    except BlobPathError as exc:
+        raise SystemExit(f"not uploaded: {exc}") from None
     storage = BlobStorage.from_connection_string(info["blob_connection_string"], ["raw"])
     storage.write("raw", name, path.read_bytes())
     print(f"uploaded raw/{name}; the relay will post its BlobCreated event")
@@ -138,12 +196,17 @@ def cmd_upload(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from local.azurite import AzuriteMissing
     from local.demo import main_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     # The engine reports its own shutdown as a cancelled stream: not news for a demo.
     logging.getLogger("multiline.durabletask").setLevel(logging.ERROR)
-    return main_demo(args)
+    try:
+        return main_demo(args)
+    except AzuriteMissing as exc:
+        print(f"demo cannot start: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from shared import codec
 from shared.blob_layout import BlobPathError, validate_source_id
 from shared.dataset import parse_time
 from shared.events import EventHandler
-from shared.fleet import COLUMNS, cell, fleet_view, source_view
+from shared.fleet import COLUMNS, cell, fleet_view, known_sources, source_view
 from shared.ports import NotFound
 
 log = logging.getLogger("multiline.api")
@@ -133,6 +133,9 @@ class Api:
             start, end, filters = self._retrain_fields(request)
         except RetrainRequestError as exc:
             return error(400, str(exc), field=exc.field)
+        if source_id not in known_sources(self.ports):
+            raw = self.ports.settings.containers.raw
+            return error(404, f"source {source_id!r} has no data under {raw}/{source_id}/ and no models: nothing to retrain")
         signal = {
             "manual": True,
             "trigger": "manual",

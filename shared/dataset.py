@@ -14,6 +14,7 @@ from edge.features import timestamps
 from shared.spec import ModelSpec
 
 TIMESTAMP = "_timestamp"
+MAX_ABS_VALUE = 1e12  # larger readings are treated as sensor garbage
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -153,6 +154,15 @@ def conform(
                 )
             frame[column] = converted
         frame[column] = frame[column].astype("float64")
+        # Infinities and absurd magnitudes would overflow the model's arithmetic: read them as missing.
+        extreme = ~np.isfinite(frame[column]) & frame[column].notna() | (frame[column].abs() > MAX_ABS_VALUE)
+        if extreme.any():
+            example = float(frame.loc[extreme, column].iloc[0])
+            warnings.append(
+                f"column {column!r}: {int(extreme.sum())} value(s) are infinite or beyond +/-{MAX_ABS_VALUE:.0e} "
+                f"(expected finite readings, found e.g. {example!r}); read as missing"
+            )
+            frame.loc[extreme, column] = np.nan
     if frame[spec.target].isna().all():
         raise DataFileError(
             f"{where}: column {spec.target!r} (the target) is empty in every row; expected at least one labelled row"

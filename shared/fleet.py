@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrations.retrain import instance_id_for
+from shared.blob_layout import BlobPathError, validate_source_id
 from shared.run_store import latest_run
 
 
@@ -40,6 +41,7 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
         "last_run_id": (run or {}).get("run_id"),
         "last_run_seconds": (run or {}).get("duration_seconds"),
         "last_run_ended_at": (run or {}).get("ended_at"),
+        "step": ((orchestration or {}).get("custom_status") or {}).get("step"),
         "orchestration": {
             "instance_id": instance_id_for(source_id),
             "runtime_status": (orchestration or {}).get("runtime_status"),
@@ -49,9 +51,19 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
 
 
 def known_sources(ports) -> list[str]:
-    raw = ports.storage.list_prefixes(ports.settings.containers.raw)
-    # Owners starting with "_" (the fleet model) are not sources.
-    return sorted(source for source in set(raw) | set(ports.registry.sources()) if not source.startswith("_"))
+    """Folders of the raw container that are valid source ids (the event handler ignores the others;
+    owners starting with "_", the fleet model, are not sources)."""
+    settings = ports.settings
+    raw = ports.storage.list_prefixes(settings.containers.raw)
+
+    def valid(source: str) -> bool:
+        try:
+            validate_source_id(source, settings.source_id_pattern, settings.source_id_max_length)
+        except BlobPathError:
+            return False
+        return True
+
+    return sorted(source for source in set(raw) | set(ports.registry.sources()) if valid(source))
 
 
 def fleet_view(ports, orchestrations) -> list[dict]:
@@ -67,6 +79,7 @@ COLUMNS = [
     ("drift", "drift"),
     ("image", "image"),
     ("run s", "last_run_seconds"),
+    ("step", "step"),
 ]
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from orchestrations.retrain import instance_id_for
 from shared.blob_layout import BlobPathError, parse_raw_blob_name
-from shared.run_store import latest_run
+from shared.run_store import data_watermark
 from shared.source_data import STATUS_KEY
 
 log = logging.getLogger("multiline.reconcile")
@@ -35,8 +35,7 @@ def sources_needing_a_run(ports) -> list[dict]:
             newest[source_id] = blob.last_modified
     stale = []
     for source_id, modified in sorted(newest.items()):
-        run = latest_run(storage, settings.containers.runs, source_id)
-        watermark = ((run or {}).get("manifest") or {}).get("newest_modified")
+        watermark = data_watermark(storage, settings.containers.runs, source_id)
         if watermark is None or modified > datetime.fromisoformat(watermark):
             stale.append({"source_id": source_id, "newest_data": modified.isoformat(), "last_run_watermark": watermark})
     return stale
