@@ -17,7 +17,7 @@ import joblib
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared import codec
-from shared.blob_registry import ChampionConflict, ModelIntegrityError
+from shared.blob_registry import ChampionConflict, verified
 from shared.ports import NotFound, PreconditionFailed, Storage
 
 CHAMPION = "champion"
@@ -124,12 +124,7 @@ class AzureMLModelRegistry:
         record = self.get(source_id, version)
         container, _, name = record["model_blob"].partition("/")
         data, _ = self.storage.read(container, name)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != record["sha256"]:
-            raise ModelIntegrityError(
-                f"model {source_id} v{version}: stored bytes have sha256 {digest}, registered {record['sha256']}"
-            )
-        return data
+        return verified(data, record, source_id, version)
 
     def load_model(self, source_id: str, version: int):
         return joblib.load(io.BytesIO(self.model_bytes(source_id, version)))

@@ -27,6 +27,16 @@ class ModelIntegrityError(Exception):
     """A stored model's bytes do not match the digest recorded when it was registered."""
 
 
+def verified(data: bytes, record: dict, source_id: str, version: int) -> bytes:
+    """The model's bytes, only if they are the ones registered (checked before anything unpickles them)."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != record["sha256"]:
+        raise ModelIntegrityError(
+            f"model {source_id} v{version}: stored bytes have sha256 {digest}, registered {record['sha256']}"
+        )
+    return data
+
+
 def _version_prefix(source_id: str, version: int) -> str:
     return f"{source_id}/versions/{version:06d}"
 
@@ -79,12 +89,7 @@ class BlobModelRegistry:
     def model_bytes(self, source_id: str, version: int) -> bytes:
         record = self.get(source_id, version)
         data, _ = self.storage.read(self.container, f"{_version_prefix(source_id, version)}/model.joblib")
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != record["sha256"]:
-            raise ModelIntegrityError(
-                f"model {source_id} v{version}: stored bytes have sha256 {digest}, registered {record['sha256']}"
-            )
-        return data
+        return verified(data, record, source_id, version)
 
     def load_model(self, source_id: str, version: int):
         return joblib.load(io.BytesIO(self.model_bytes(source_id, version)))

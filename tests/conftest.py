@@ -90,3 +90,24 @@ def gzip_bytes(data: bytes) -> bytes:
     with gzip.GzipFile(fileobj=buffer, mode="wb") as handle:
         handle.write(data)
     return buffer.getvalue()
+
+
+def decision(**overrides):
+    """shared.champion.decide on a typical comparison (champion v1 trained to January, window February)."""
+    from shared.champion import decide
+
+    arguments = dict(
+        champion_version=1,
+        champion_train_end="2016-01-31T23:00:00",
+        champion_loss=20.0,
+        challenger_version=2,
+        challenger_loss=18.0,
+        eval_start="2016-02-01T00:00:00",
+        eval_end="2016-03-01T00:00:00",
+        eval_rows=700,
+        min_rows=200,
+        margin=0.01,
+        loss_name="rmse",
+    )
+    arguments.update(overrides)
+    return decide(**arguments)

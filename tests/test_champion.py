@@ -9,7 +9,7 @@ from edge.features import derive
 from shared.champion import choose_candidate, decide, paired_bootstrap
 from shared.dataset import TIMESTAMP, read_table
 from shared.modeling import build_pipeline, features_of, labelled, per_row_loss, prepare
-from tests.conftest import monthly_csv, months_from
+from tests.conftest import decision, monthly_csv, months_from
 
 
 @pytest.fixture(scope="module")
@@ -74,23 +74,10 @@ def test_the_bootstrap_is_reproducible_and_respects_autocorrelation(april, fast_
 
 
 def test_comparisons_are_refused_when_windows_differ_or_rows_are_too_few():
-    arguments = dict(
-        champion_version=1,
-        champion_train_end="2016-01-31T23:00:00",
-        champion_loss=30.0,
-        challenger_version=2,
-        challenger_loss=10.0,
-        eval_start="2016-02-01T00:00:00",
-        eval_end="2016-03-01T00:00:00",
-        eval_rows=700,
-        min_rows=200,
-        margin=0.01,
-        loss_name="rmse",
-    )
-    other_window = decide(**arguments, champion_window=("2016-01-01T00:00:00", "2016-02-01T00:00:00"))
+    other_window = decision(challenger_loss=10.0, champion_window=("2016-01-01T00:00:00", "2016-02-01T00:00:00"))
     assert other_window.decision == "keep" and "refused" in other_window.reason
-    assert decide(**arguments, champion_window=("2016-02-01T00:00:00", "2016-03-01T00:00:00")).decision == "promote"
-    too_few = decide(**{**arguments, "eval_rows": 150})
+    assert decision(challenger_loss=10.0, champion_window=("2016-02-01T00:00:00", "2016-03-01T00:00:00")).decision == "promote"
+    too_few = decision(challenger_loss=10.0, eval_rows=150)
     assert too_few.decision == "keep" and "at least 200" in too_few.reason
 
 

@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from shared.champion import decide
 from shared.dataset import TIMESTAMP, DataFileError, apply_filters, read_table
 from shared.settings import PROJECT_ROOT
 from shared.spec import SpecError, load_spec, parse_spec
-from tests.conftest import monthly_csv
+from tests.conftest import decision, monthly_csv
 
 SPEC = load_spec(PROJECT_ROOT / "specs" / "air-quality.json")
 
@@ -72,31 +71,13 @@ def test_filters_by_range_value_list_and_bounds():
         apply_filters(frame, None, None, {"nope": 1})
 
 
-def _decide(**overrides):
-    arguments = dict(
-        champion_version=1,
-        champion_train_end="2016-01-31T23:00:00",
-        champion_loss=20.0,
-        challenger_version=2,
-        challenger_loss=18.0,
-        eval_start="2016-02-01T00:00:00",
-        eval_end="2016-03-01T00:00:00",
-        eval_rows=700,
-        min_rows=200,
-        margin=0.01,
-        loss_name="rmse",
-    )
-    arguments.update(overrides)
-    return decide(**arguments)
-
-
 def test_champion_rules():
-    assert _decide().decision == "promote"
-    assert _decide(champion_version=None, champion_loss=None, champion_train_end=None).decision == "promote"
-    kept = _decide(challenger_loss=19.9)
+    assert decision().decision == "promote"
+    assert decision(champion_version=None, champion_loss=None, champion_train_end=None).decision == "promote"
+    kept = decision(challenger_loss=19.9)
     assert kept.decision == "keep" and "margin" in kept.reason
-    unfair = _decide(champion_train_end="2016-02-10T00:00:00")
+    unfair = decision(champion_train_end="2016-02-10T00:00:00")
     assert unfair.decision == "keep" and "unfair" in unfair.reason
-    few = _decide(eval_rows=50)
+    few = decision(eval_rows=50)
     assert few.decision == "keep" and "at least 200" in few.reason
-    assert _decide(challenger_loss=float("nan")).decision == "keep"
+    assert decision(challenger_loss=float("nan")).decision == "keep"
