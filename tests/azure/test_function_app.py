@@ -169,6 +169,9 @@ def test_blobs_outside_the_raw_container_are_ignored(loop, functions, extension,
 
 def test_retrain_answers_202_with_durable_functions_status_urls(loop, functions, extension, storage):
     body = json.dumps({"start": "2016-01-01", "end": "2016-02-01"}).encode()
+    unknown = call(loop, functions, "retrain", extension, req=http_request("POST", "/api/sources/A/retrain", body, source="A"))
+    assert unknown.status_code == 404 and extension.instances == {}  # no data, no models: nothing to retrain
+    storage.write("raw", "A/2016/01/01/a.csv", b"year,month\n")
     response = call(loop, functions, "retrain", extension, req=http_request("POST", "/api/sources/A/retrain", body, source="A"))
     assert response.status_code == 202
     answer = json.loads(response.get_body())
