@@ -20,7 +20,7 @@ from azure.storage.blob import BlobClient
 
 from shared import codec
 from shared.azure_settings import AzureSettings
-from shared.image_context import build_context, image_name
+from shared.image_context import context_for_version, image_name
 from shared.ports import NotFound, Storage
 from shared.settings import Settings
 from shared.spec import ModelSpec
@@ -91,14 +91,8 @@ class AcrImageBuilder:
         from azure.mgmt.containerregistry.v2019_06_01_preview.models import Argument, DockerBuildRequest, PlatformProperties
 
         build_id = build_id_for(source_id, version)
-        record = self.registry.get(source_id, version)
-        evaluation = None
-        eval_uri = eval_uri or record.get("eval_uri")
-        if eval_uri:
-            container, _, name = eval_uri.partition("/")
-            evaluation = self.storage.read(container, name)[0]
-        context, context_digest = build_context(
-            source_id, version, self.registry.model_bytes(source_id, version), record, self.spec, evaluation
+        _, context, context_digest, _ = context_for_version(
+            self.storage, self.registry, self.spec, source_id, version, eval_uri
         )
         context_name = f"{build_id}/context.tar.gz"
         self.storage.write(self.container, context_name, context)

@@ -82,3 +82,20 @@ def build_context(
         zipped.write(raw.getvalue())
     data = packed.getvalue()
     return data, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def context_for_version(storage, registry, default_spec: ModelSpec, source_id: str, version: int, eval_uri: str | None):
+    """The build context of a registered version, with its own spec (a fleet model has an extra input) and its
+    evaluation rows for the smoke test: (record, context bytes, digest, has evaluation rows)."""
+    from shared.spec import spec_of_model
+
+    record = registry.get(source_id, version)
+    evaluation = None
+    eval_uri = eval_uri or record.get("eval_uri")
+    if eval_uri:
+        container, _, name = eval_uri.partition("/")
+        evaluation = storage.read(container, name)[0]
+    context, digest = build_context(
+        source_id, version, registry.model_bytes(source_id, version), record, spec_of_model(record, default_spec), evaluation
+    )
+    return record, context, digest, evaluation is not None

@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from shared import codec
-from shared.image_context import build_context, image_name
+from shared.image_context import context_for_version, image_name
 from shared.ports import NotFound, Storage
-from shared.spec import ModelSpec, spec_of_model
+from shared.spec import ModelSpec
 
 
 def build_id_for(source_id: str, version: int) -> str:
@@ -36,23 +36,10 @@ class LocalImageBuilder:
     def start_build(self, source_id: str, version: int, eval_uri: str | None) -> str:
         build_id = build_id_for(source_id, version)
         started = datetime.now(timezone.utc).isoformat()
-        record = self.registry.get(source_id, version)
-        evaluation = None
-        eval_uri = eval_uri or record.get("eval_uri")
-        if eval_uri:
-            container, _, name = eval_uri.partition("/")
-            evaluation = self.storage.read(container, name)[0]
-        context, digest = build_context(
-            source_id,
-            version,
-            self.registry.model_bytes(source_id, version),
-            record,
-            spec_of_model(record, self.spec),
-            evaluation,
-        )
+        _, context, digest, has_rows = context_for_version(self.storage, self.registry, self.spec, source_id, version, eval_uri)
         context_name = f"{build_id}/context.tar.gz"
         self.storage.write(self.container, context_name, context)
-        smoke = self._smoke_test(context, evaluation is not None)
+        smoke = self._smoke_test(context, has_rows)
         result = {
             "build_id": build_id,
             "state": "succeeded" if smoke["ok"] else "failed",
