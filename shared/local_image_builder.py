@@ -45,6 +45,7 @@ class LocalImageBuilder:
             "state": "succeeded" if smoke["ok"] else "failed",
             "image": image_name(source_id, version),
             "digest": digest,
+            "context_digest": digest,  # without a Docker engine, the image is named by its context's digest
             "context_uri": f"{self.container}/{context_name}",
             "smoke_test": smoke,
             "started_at": started,

@@ -38,6 +38,11 @@ class LocalTrainingBackend:
 
     def submit(self, job: dict) -> str:
         job_id = job.get("job_id") or f"{job['source_id']}-{uuid.uuid4().hex[:12]}"
+        try:
+            self.storage.read(self.container, f"{job_id}/status.json")
+            return job_id  # a retried submit: the job exists already (as on Azure ML)
+        except NotFound:
+            pass
         job = {**job, "job_id": job_id}
         self.storage.write(self.container, f"{job_id}/job.json", codec.to_bytes(job))
         self._write_status(job_id, {"state": "queued", "queued_at": datetime.now(timezone.utc).isoformat()})

@@ -27,7 +27,7 @@ from shared.adapters import build_registry, build_storage
 from shared.modeling import Split
 from shared.settings import load_settings
 from shared.spec import parse_spec
-from training.filter import filter_data
+from training.filter import champion_categories, filter_data
 from training.preprocess import NotEnoughData, preprocess
 from training.register import register
 from training.train import serialize, train
@@ -40,8 +40,9 @@ def _write_status(storage, container: str, job_id: str, status: dict) -> None:
     storage.write(container, f"{job_id}/status.json", codec.to_bytes(status))
 
 
-def run_filter(job: dict, out: Path, storage, settings) -> None:
-    frame, rejected = filter_data(storage, settings.containers.raw, job, parse_spec(job["spec"]))
+def run_filter(job: dict, out: Path, storage, settings, registry) -> None:
+    known = champion_categories(registry, job["source_id"])
+    frame, rejected = filter_data(storage, settings.containers.raw, job, parse_spec(job["spec"]), known_categories=known)
     frame.to_parquet(out / "rows.parquet", index=False)
     (out / "rejected.json").write_text(codec.dumps(rejected))
 
@@ -51,7 +52,10 @@ def run_preprocess(job: dict, rows: Path, out: Path) -> None:
         pd.read_parquet(rows / "rows.parquet"), parse_spec(job["spec"]), job["source_id"], hold_out=job.get("hold_out", True)
     )
     split.train.to_parquet(out / "train.parquet", index=False)
-    split.evaluation.to_parquet(out / "evaluation.parquet", index=False)
+    # The index ties evaluation rows to their look-back context rows: keep it in both files.
+    split.evaluation.to_parquet(out / "evaluation.parquet", index=True)
+    if split.context is not None:
+        split.context.to_parquet(out / "context.parquet", index=True)
     (out / "window.json").write_text(codec.dumps({"eval_start": split.eval_start, "eval_end": split.eval_end}))
 
 
@@ -62,6 +66,7 @@ def _read_split(folder: Path) -> Split:
         evaluation=pd.read_parquet(folder / "evaluation.parquet"),
         eval_start=pd.Timestamp(window["eval_start"]),
         eval_end=pd.Timestamp(window["eval_end"]),
+        context=pd.read_parquet(folder / "context.parquet") if (folder / "context.parquet").exists() else None,
     )
 
 
@@ -72,9 +77,8 @@ def run_train(job: dict, split_dir: Path, out: Path) -> None:
     (out / "metrics.json").write_text(codec.dumps(metrics))
 
 
-def run_register(job: dict, rows: Path, split_dir: Path, model_dir: Path, storage, settings) -> dict:
+def run_register(job: dict, rows: Path, split_dir: Path, model_dir: Path, storage, settings, registry) -> dict:
     rejected = json.loads((rows / "rejected.json").read_text())
-    registry = build_registry(settings, storage)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     result = register(
         registry,
@@ -93,7 +97,8 @@ def run_register(job: dict, rows: Path, split_dir: Path, model_dir: Path, storag
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, storage=None, registry=None) -> int:
+    """Run one step; `storage` and `registry` default to the ones the settings select (Azure ML passes none)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["filter", "preprocess", "train", "register"])
     parser.add_argument("--job", required=True, type=Path)
@@ -108,17 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
-    storage = build_storage(settings)
+    storage = storage if storage is not None else build_storage(settings)
+    registry = registry if registry is not None else build_registry(settings, storage)
     log.info("step %s of job %s for source %s", args.step, job["job_id"], job["source_id"])
     try:
         if args.step == "filter":
-            run_filter(job, args.out, storage, settings)
+            run_filter(job, args.out, storage, settings, registry)
         elif args.step == "preprocess":
             run_preprocess(job, args.rows, args.out)
         elif args.step == "train":
             run_train(job, args.split, args.out)
         else:
-            run_register(job, args.rows, args.split, args.model, storage, settings)
+            run_register(job, args.rows, args.split, args.model, storage, settings, registry)
     except NotEnoughData as exc:
         _write_status(
             storage,

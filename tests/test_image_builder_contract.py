@@ -1,0 +1,121 @@
+"""One contract, two image builders, on a model really trained on the shipped data:
+
+- local: LocalImageBuilder (build context + the image's own self-test run with the edge server's code);
+- azure: AcrImageBuilder, the real azure-mgmt-containerregistry and azure-storage-blob SDKs uploading the
+  context and scheduling a Docker build on a simulated ACR Tasks that unpacks the upload and walks its
+  Dockerfile (`tests/azure/service_simulators.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import time
+import uuid
+
+import pytest
+
+from shared.blob_registry import BlobModelRegistry
+from shared.ports import BUILD_STATES
+from tests.conftest import months_from
+from tests.test_training_contract import job_for, upload_months, wait_for
+
+
+@pytest.fixture(scope="module")
+def trained(storage, azurite, fast_spec, tmp_path_factory):
+    """A source with one model trained for real by the local backend: (source id, version, registry)."""
+    from shared.local_training import LocalTrainingBackend
+
+    source_id = f"img-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "MULTILINE_STORAGE_CONNECTION_STRING": azurite.connection_string, "MULTILINE_MODE": "local"}
+    backend = LocalTrainingBackend(storage, "jobs", concurrency=1, env=env, log_dir=tmp_path_factory.mktemp("jobs"))
+    try:
+        names = upload_months(storage, source_id, "Gucheng", months_from(2015, 6, 3))
+        status = wait_for(backend, backend.submit(job_for(source_id, names, fast_spec)))
+    finally:
+        backend.close()
+    assert status["state"] == "succeeded", status
+    return source_id, status["result"]["model_version"], BlobModelRegistry(storage)
+
+
+@pytest.fixture(params=["local", "azure"])
+def builder(request, storage, trained, fast_spec, monkeypatch):
+    registry = trained[2]
+    if request.param == "local":
+        from shared.local_image_builder import LocalImageBuilder
+
+        return LocalImageBuilder(storage, registry, fast_spec, "images")
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+    from shared.acr_builder import ACR_TASKS_API_VERSION, AcrImageBuilder
+    from shared.azure_settings import load_azure_settings
+    from shared.settings import load_settings
+    from tests.azure.conftest import AZURE_ENVIRONMENT
+    from tests.azure.fake_azure import SUBSCRIPTION, FakeAzure, FakeCredential
+    from tests.azure.service_simulators import SimulatedAcrTasks
+
+    for key, value in AZURE_ENVIRONMENT.items():
+        monkeypatch.setenv(key, value)
+    fake = FakeAzure()
+    SimulatedAcrTasks(fake)
+    client = ContainerRegistryManagementClient(
+        FakeCredential(), SUBSCRIPTION, api_version=ACR_TASKS_API_VERSION, transport=fake.transport()
+    )
+    return AcrImageBuilder(
+        client, storage, registry, fast_spec, load_settings(), load_azure_settings(), upload_transport=fake.transport()
+    )
+
+
+def build(builder, source_id, version, timeout=180):
+    build_id = builder.start_build(source_id, version, None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = builder.status(build_id)
+        assert status["state"] in BUILD_STATES, status
+        if status["state"] in ("succeeded", "failed", "canceled"):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"build {build_id} still {status['state']} after {timeout} s")
+
+
+def context_files(storage, record) -> dict[str, bytes]:
+    container, _, name = record["context_uri"].partition("/")
+    with tarfile.open(fileobj=io.BytesIO(storage.read(container, name)[0]), mode="r:gz") as archive:
+        return {member.name: archive.extractfile(member).read() for member in archive.getmembers() if member.isfile()}
+
+
+def test_the_image_carries_the_registered_model_and_passes_its_self_test(builder, storage, trained):
+    source_id, version, registry = trained
+    status = build(builder, source_id, version)
+    assert status["state"] == "succeeded", status
+    assert status["image"].endswith(f"edge-{source_id}:{version}")
+    assert status["digest"].startswith("sha256:") and len(status["digest"]) == 71
+    assert builder.image_for(source_id, version)["digest"] == status["digest"]
+    files = context_files(storage, status)
+    assert hashlib.sha256(files["model/model.joblib"]).hexdigest() == registry.get(source_id, version)["sha256"]
+    assert {"Dockerfile", "score_server.py", "features.py", "requirements.txt", "model/evaluation.parquet"} <= set(files)
+
+
+def test_the_same_version_builds_from_the_same_context(builder, trained):
+    source_id, version, _ = trained
+    first, second = build(builder, source_id, version), build(builder, source_id, version)
+    assert first["context_digest"] == second["context_digest"]
+    assert first["context_digest"].startswith("sha256:")
+
+
+def test_an_image_whose_self_test_disagrees_with_the_registry_fails(builder, storage, trained):
+    source_id, version, registry = trained
+    record = registry.get(source_id, version)
+    tags = {key: value for key, value in record.items() if key not in ("version", "sha256", "registered_at")}
+    wrong = registry.register(source_id, registry.model_bytes(source_id, version), {**tags, "metrics": {"rmse": 1.0}})
+    status = build(builder, source_id, wrong)
+    assert status["state"] == "failed"
+    assert '"expected": 1.0' in status["error"] and '"ok": false' in status["error"]
+    assert builder.image_for(source_id, wrong) is None
+
+
+def test_an_unknown_build_is_failed_with_the_reason(builder):
+    status = builder.status("nobody/000042")
+    assert status["state"] == "failed" and "unknown" in status["error"]
