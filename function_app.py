@@ -4,7 +4,8 @@
   `orchestrations.df_adapter` (the only place that knows both engines);
 - one activity trigger per activity in `activities.ALL`, under the activity's own name;
 - `blob_created`: Event Grid `BlobCreated` (Event Grid schema or CloudEvents) -> start or signal;
-- the HTTP API of the local host (`shared.api`), auth level FUNCTION;
+- the HTTP API of the local host (`shared.api`), auth level FUNCTION, with the local `GET /` fleet page at
+  `GET /api/fleet` (Functions routes live under /api) and `GET /api/events` (this worker's event counters);
 - `reconcile_sources`: a timer that starts a run for every source whose data is newer than its last run.
 """
 
@@ -92,6 +93,20 @@ async def get_ledger(req: func.HttpRequest, client) -> func.HttpResponse:
 @app.durable_client_input(client_name="client")
 async def get_run(req: func.HttpRequest, client) -> func.HttpResponse:
     return await host.http(req, client)
+
+
+@app.function_name(name="fleet_page")
+@app.route(route="fleet", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def fleet_page(req: func.HttpRequest, client) -> func.HttpResponse:
+    return await host.fleet_page(req, client)
+
+
+@app.function_name(name="event_counters")
+@app.route(route="events", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def event_counters(req: func.HttpRequest, client) -> func.HttpResponse:
+    return await host.event_counters(client)
 
 
 @app.function_name(name="reconcile_sources")

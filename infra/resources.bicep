@@ -10,7 +10,8 @@ param trainingVmSize string
 param trainingMaxNodes int
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
-var dataContainers = ['raw', 'models', 'runs', 'jobs', 'artifacts', 'images', 'deadletter']
+// Every container of shared/settings.Containers (the code also creates missing ones), plus the dead letters.
+var dataContainers = ['raw', 'models', 'runs', 'jobs', 'artifacts', 'images', 'predictions', 'deadletter']
 var functionAppName = 'func-${token}'
 
 // Built-in role definition ids.
@@ -21,6 +22,7 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   azureMLDataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   containerRegistryTasksContributor: 'fb382eab-e894-4461-af04-94435c366c3f'
+  acrPush: '8311e382-0749-4cb8-b61a-304f252e45ec'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
@@ -319,6 +321,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       ]
     }
   }
+  // The host reaches its storage with the identity from the first start: grant the roles first.
+  dependsOn: [hostRoles, dataRoles, insightsRoles]
 }
 
 // ---- Event Grid: BlobCreated in the raw container -> the blob_created function -----------------------
@@ -420,16 +424,19 @@ resource mlStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// ACR: upload the build context and schedule and read quick runs (the run pushes with its own token).
-resource registryRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(registry.id, identity.id, roles.containerRegistryTasksContributor)
+// ACR: Container Registry Tasks Contributor carries listBuildSourceUploadUrl/action, scheduleRun/action and
+// runs/read (upload the build context, queue and poll quick runs) but no image push or pull; AcrPush adds
+// those for the runs that use the caller's registry permissions, and AcrPull for the training cluster,
+// which pulls the Azure ML environment image from this registry with the same identity.
+resource registryRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in [roles.containerRegistryTasksContributor, roles.acrPush]: {
+  name: guid(registry.id, identity.id, role)
   scope: registry
   properties: {
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.containerRegistryTasksContributor)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
   }
-}
+}]
 
 // Application Insights with local auth disabled: telemetry is sent with the identity.
 resource insightsRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {

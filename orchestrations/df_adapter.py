@@ -42,25 +42,51 @@ def unwrap_activity_input(envelope: Any) -> tuple[Any, str | None]:
     return envelope, None
 
 
+# The extension reads every millisecond field of `retryOptions` with Newtonsoft's `JToken.Value<int>()`.
+INT32_MAX = 2**31 - 1
+
+
+def _milliseconds(field: str, value: timedelta) -> int:
+    milliseconds = round(value / timedelta(milliseconds=1))
+    if not 1 <= milliseconds <= INT32_MAX:
+        raise ValueError(f"retry policy {field} must be between 1 ms and {INT32_MAX} ms on Durable Functions, got {value}")
+    return milliseconds
+
+
 class DurableRetryOptions(RetryOptions):
-    """RetryOptions carrying the whole durabletask policy: the Python 1.x class only serializes the first
-    interval and the attempts, but the extension also reads the backoff, maximum interval and timeout."""
+    """A durabletask RetryPolicy as the Durable Functions extension reads `retryOptions` (docs/AZURE.md).
+
+    The Python 1.x class serializes only the first interval and the attempts; the extension's
+    `RetryOptionsConverter` also reads `backoffCoefficient` and `maxRetryIntervalInMilliseconds`, and the
+    DTFx retry interceptor uses them for the delay of each retry timer, so they are sent too. The policy's
+    `retry_timeout` is refused: the interceptor would stop retrying when it expires without creating the
+    retry timer, while the Python SDK counts attempts only and keeps waiting for that timer (a stuck
+    instance). A maximum interval of 0 is refused for the same reason (a zero delay also ends the retries).
+    """
 
     def __init__(self, policy: dt.RetryPolicy):
-        milliseconds = max(1, int(policy.first_retry_interval.total_seconds() * 1000))
-        super().__init__(first_retry_interval_in_milliseconds=milliseconds, max_number_of_attempts=policy.max_number_of_attempts)
-        self.backoff_coefficient = policy.backoff_coefficient
-        self.max_retry_interval = policy.max_retry_interval
-        self.retry_timeout = policy.retry_timeout
+        if policy.retry_timeout is not None:
+            raise ValueError(
+                "retry_timeout is not supported by azure-functions-durable 1.x: it counts attempts only and would "
+                "wait forever for the retry timer the extension does not create once the timeout has passed"
+            )
+        # durabletask accepts a first interval of 0; the extension requires more than 0.
+        first = max(timedelta(milliseconds=1), policy.first_retry_interval)
+        super().__init__(
+            first_retry_interval_in_milliseconds=_milliseconds("first_retry_interval", first),
+            max_number_of_attempts=policy.max_number_of_attempts,
+        )
+        self.backoff_coefficient = None if policy.backoff_coefficient is None else float(policy.backoff_coefficient)
+        self.max_retry_interval_in_milliseconds = (
+            None if policy.max_retry_interval is None else _milliseconds("max_retry_interval", policy.max_retry_interval)
+        )
 
     def to_json(self) -> dict:
         data: dict = super().to_json()
         if self.backoff_coefficient is not None:
             data["backoffCoefficient"] = self.backoff_coefficient
-        if self.max_retry_interval is not None:
-            data["maxRetryIntervalInMilliseconds"] = int(self.max_retry_interval.total_seconds() * 1000)
-        if self.retry_timeout is not None:
-            data["retryTimeoutInMilliseconds"] = int(self.retry_timeout.total_seconds() * 1000)
+        if self.max_retry_interval_in_milliseconds is not None:
+            data["maxRetryIntervalInMilliseconds"] = self.max_retry_interval_in_milliseconds
         return data
 
 

@@ -215,7 +215,8 @@ class Api:
             return Response(200, {"validationResponse": outcome.validation_code})
         return Response(200, outcome.to_dict())
 
-    def fleet_page(self) -> Response:
+    def fleet_page(self, sources_href: str = "/api/sources") -> Response:
+        """The fleet as an HTML table; `sources_href` is the link to the JSON (a Functions host adds its key)."""
         rows = fleet_view(self.ports, self.orchestrations)
         head = "".join(f"<th>{html.escape(title)}</th>" for title, _ in COLUMNS)
         body = "".join(
@@ -225,6 +226,6 @@ class Api:
             "<!doctype html><html><head><meta charset='utf-8'><title>Multiline fleet</title>"
             "<style>body{font-family:sans-serif}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}</style>"
             f"</head><body><h1>Multiline fleet</h1><table><tr>{head}</tr>{body}</table>"
-            "<p>JSON: <a href='/api/sources'>/api/sources</a></p></body></html>"
+            f"<p>JSON: <a href='{html.escape(sources_href, quote=True)}'>/api/sources</a></p></body></html>"
         )
         return Response(200, page)

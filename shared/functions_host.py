@@ -3,6 +3,11 @@
 One `FunctionsHost` per worker process holds the ports, the HTTP `Api` and its `EventHandler` (whose
 memory of event ids dedupes Event Grid's at-least-once deliveries). Blocking domain code runs in a
 worker thread; the Durable Functions client calls go back to the worker's event loop.
+
+That memory is per process: on Azure Functions every instance (and every worker process on it) has its
+own, so `GET /api/events` reports the counters of the process that answered, says so, and says which
+process it was. Fleet-wide totals are in Application Insights (each handled event is logged with its
+counts as custom dimensions; docs/AZURE.md has the query).
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from urllib.parse import urlparse
+import os
+import socket
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, quote, urlparse
 
 import azure.functions as func
 
@@ -21,6 +29,11 @@ from shared.reconcile import reconcile
 from shared.telemetry import activity_span
 
 log = logging.getLogger("multiline.functions")
+
+EVENT_COUNTER_SCOPE = (
+    "counters of this worker process since counted_since, not of the whole app: Azure Functions may run "
+    "several instances and restarts them; sum the event log records in Application Insights for totals"
+)
 
 
 def _time(moment) -> str | None:
@@ -62,6 +75,7 @@ class FunctionsHost:
         self._ports = ports
         self._api: Api | None = None
         self._orchestrations: DurableFunctionsOrchestrations | None = None
+        self._counting_since: datetime | None = None
 
     @property
     def ports(self):
@@ -79,7 +93,12 @@ class FunctionsHost:
     def _api_for(self, orchestrations) -> Api:
         if self._api is None:
             self._api = Api(self.ports, orchestrations)
+            self._counting_since = datetime.now(timezone.utc)
         return self._api
+
+    async def _ready_api(self, client) -> Api:
+        await asyncio.to_thread(lambda: self.ports)  # building the adapters may block: not on the loop
+        return self._api_for(self._bound(client))
 
     async def http(self, req: func.HttpRequest, client) -> func.HttpResponse:
         await asyncio.to_thread(lambda: self.ports)  # building the adapters may block: not on the loop
@@ -95,12 +114,45 @@ class FunctionsHost:
         data, content_type = response.encoded()
         return func.HttpResponse(data, status_code=response.status, headers={**response.headers, "Content-Type": content_type})
 
+    async def fleet_page(self, req: func.HttpRequest, client) -> func.HttpResponse:
+        """The local host's `GET /` page; its link to the JSON carries the caller's function key, if any."""
+        api = await self._ready_api(client)
+        key = _function_key(req)
+        href = "/api/sources" + (f"?code={quote(key, safe='')}" if key else "")
+        response = await asyncio.to_thread(api.fleet_page, href)
+        data, content_type = response.encoded()
+        return func.HttpResponse(data, status_code=response.status, mimetype=content_type.split(";")[0], charset="utf-8")
+
+    async def event_counters(self, client) -> func.HttpResponse:
+        """The event handler's counters, labelled as what they are: this worker process's since it started."""
+        api = await self._ready_api(client)
+        body = {
+            "scope": "worker",
+            "note": EVENT_COUNTER_SCOPE,
+            "worker": {"host": socket.gethostname(), "pid": os.getpid()},
+            "counted_since": self._counting_since.isoformat() if self._counting_since else None,
+            **api.events.stats.snapshot(),
+        }
+        return func.HttpResponse(json.dumps(body, indent=1), status_code=200, mimetype="application/json")
+
     async def event(self, event, client) -> dict:
-        await asyncio.to_thread(lambda: self.ports)
-        api = self._api_for(self._bound(client))
+        api = await self._ready_api(client)
         outcome = await asyncio.to_thread(api.events.handle, [event_to_dict(event)])
-        log.info("event %s: %s", event.id, outcome.to_dict())
-        return outcome.to_dict()
+        result = outcome.to_dict()
+        ignored_kinds = sorted({item.get("kind") or "unknown" for item in result["ignored"]})
+        log.info(
+            "event %s: %s",
+            event.id,
+            result,
+            # Flat custom dimensions in Application Insights: the fleet-wide event counts (docs/AZURE.md).
+            extra={
+                "multiline_event_id": str(event.id),
+                "multiline_event_accepted": len(result["accepted"]),
+                "multiline_event_ignored": len(result["ignored"]),
+                "multiline_event_ignored_kinds": ",".join(ignored_kinds),
+            },
+        )
+        return result
 
     async def reconcile(self, client) -> list[dict]:
         await asyncio.to_thread(lambda: self.ports)
@@ -109,3 +161,12 @@ class FunctionsHost:
         for item in started:
             log.info("reconcile: source %s -> %s", item["source_id"], item.get("action") or item.get("error"))
         return started
+
+
+def _function_key(req: func.HttpRequest) -> str | None:
+    """The `code` query parameter the caller authenticated with (the header form cannot be put in a link)."""
+    key = req.params.get("code")
+    if key:
+        return key
+    values = parse_qs(urlparse(req.url).query).get("code")
+    return values[0] if values else None

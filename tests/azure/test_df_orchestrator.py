@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
+import azure.durable_functions as df
 import pytest
+from durabletask.task import RetryPolicy
 
-from orchestrations.df_adapter import durable_functions_orchestrator
+from orchestrations.df_adapter import DurableRetryOptions, durable_functions_orchestrator
 from orchestrations.retrain import UPLOAD_EVENT, retrain_source
 from tests.azure import scenarios
-from tests.azure.df_replay import DurableFunctionsReplayHost
+from tests.azure.df_replay import CALL_ACTIVITY_WITH_RETRY, EXECUTION_STARTED, ORCHESTRATOR_STARTED, DurableFunctionsReplayHost
 
 ORCHESTRATOR = durable_functions_orchestrator(retrain_source)
 
@@ -127,3 +130,99 @@ def test_same_decisions_as_on_durabletask(make_story):
     durabletask_output = json.loads(state.serialized_output)
     assert decisions(on_functions.output) == decisions(durabletask_output)
     assert on_functions.output["source_id"] == durabletask_output["source_id"] == "A"
+
+
+# The JSON fields the extension's RetryOptionsConverter reads (Azure/azure-functions-durable-extension,
+# src/WebJobs.Extensions.DurableTask/RetryOptionsConverter.cs; docs/AZURE.md has the details).
+EXTENSION_RETRY_FIELDS = {
+    "firstRetryIntervalInMilliseconds",
+    "maxNumberOfAttempts",
+    "backoffCoefficient",
+    "maxRetryIntervalInMilliseconds",
+    "retryTimeoutInMilliseconds",
+}
+
+
+def first_episode_actions(policy: RetryPolicy) -> str:
+    """The raw JSON the Python worker hands the extension after the first episode of an orchestrator
+    that calls one activity with `policy`."""
+
+    def orchestrator(ctx, payload):
+        result = yield ctx.call_activity("resolve_data", input=payload, retry_policy=policy)
+        return result
+
+    stamp = "2026-12-03T12:00:00.000000Z"
+    history = [
+        {"EventType": ORCHESTRATOR_STARTED, "EventId": -1, "IsPlayed": False, "Timestamp": stamp},
+        {
+            "EventType": EXECUTION_STARTED,
+            "EventId": -1,
+            "IsPlayed": False,
+            "Timestamp": stamp,
+            "Name": "retrain_source",
+            "Input": json.dumps({"source_id": "A"}),
+            "Version": "",
+        },
+    ]
+    context = {
+        "history": history,
+        "instanceId": "retrain-A",
+        "isReplaying": False,
+        "parentInstanceId": None,
+        "input": json.dumps({"source_id": "A"}),
+        "upperSchemaVersion": 0,
+    }
+    return df.Orchestrator.create(durable_functions_orchestrator(orchestrator))(json.dumps(context))
+
+
+def test_retry_options_reach_the_extension_under_its_field_names():
+    policy = RetryPolicy(
+        first_retry_interval=timedelta(seconds=2),
+        max_number_of_attempts=5,
+        backoff_coefficient=1.5,
+        max_retry_interval=timedelta(minutes=1),
+    )
+    state = json.loads(first_episode_actions(policy))
+    (action,) = [action for group in state["actions"] for action in group]
+    assert action["actionType"] == CALL_ACTIVITY_WITH_RETRY and action["functionName"] == "resolve_data"
+    assert action["retryOptions"] == {
+        "firstRetryIntervalInMilliseconds": 2000,
+        "maxNumberOfAttempts": 5,
+        "backoffCoefficient": 1.5,
+        "maxRetryIntervalInMilliseconds": 60000,
+    }
+    assert set(action["retryOptions"]) <= EXTENSION_RETRY_FIELDS
+    # The extension reads the millisecond fields as Int32: integers in the JSON text, never 2000.0.
+    assert '"firstRetryIntervalInMilliseconds": 2000,' in first_episode_actions(policy)
+
+
+def test_the_orchestrator_step_retry_serializes_without_a_maximum_interval():
+    from orchestrations.retrain import STEP_RETRY
+
+    state = json.loads(first_episode_actions(STEP_RETRY))
+    (action,) = [action for group in state["actions"] for action in group]
+    assert action["retryOptions"] == {
+        "firstRetryIntervalInMilliseconds": 2000,
+        "maxNumberOfAttempts": 3,
+        "backoffCoefficient": 2.0,
+    }
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"retry_timeout": timedelta(minutes=5)},  # the Python 1.x SDK would wait forever for a retry timer
+        {"max_retry_interval": timedelta(0)},  # a zero delay ends the extension's retries the same way
+        {"max_retry_interval": timedelta(days=30)},  # beyond Int32 milliseconds
+    ],
+    ids=["retry-timeout", "zero-max-interval", "max-interval-overflow"],
+)
+def test_retry_policies_the_extension_cannot_honour_are_refused(options):
+    policy = RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=3, **options)
+    with pytest.raises(ValueError, match="retry"):
+        DurableRetryOptions(policy)
+    # Through the worker: the orchestration fails before it schedules anything.
+    with pytest.raises(Exception, match="OutOfProcData") as failure:
+        first_episode_actions(policy)
+    state = json.loads(str(failure.value).split("$OutOfProcData$:", 1)[1])
+    assert state["actions"] == [] and "retry" in state["error"]

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import socket
+from datetime import datetime, timezone
 
 import azure.functions as func
 import pytest
@@ -94,11 +98,12 @@ def decoded(document: dict):
 
 
 def http_request(method: str, path: str, body: bytes = b"", **route_params) -> func.HttpRequest:
+    # As the worker builds it: the query string is in the URL and, parsed, in params.
     return func.HttpRequest(
         method=method,
         url=f"https://func-multiline.azurewebsites.net{path}?code=k",
         headers={},
-        params={},
+        params={"code": "k"},
         route_params=route_params,
         body=body,
     )
@@ -127,6 +132,8 @@ def test_the_app_lists_every_trigger(functions):
         ("sources/{source}/rollback", ("POST",)),
         ("sources/{source}/ledger", ("GET",)),
         ("runs/{instance}", ("GET",)),
+        ("fleet", ("GET",)),
+        ("events", ("GET",)),
     }
     assert {str(level) for level in routes.values()} == {str(func.AuthLevel.FUNCTION)}
     assert functions["reconcile_sources"].get_trigger().schedule == "%MULTILINE_RECONCILE_SCHEDULE%"
@@ -216,6 +223,50 @@ def test_sources_lists_the_fleet(loop, functions, extension, storage):
     assert [row["source_id"] for row in json.loads(response.get_body())["sources"]] == ["A"]
     one = call(loop, functions, "get_source", extension, req=http_request("GET", "/api/sources/A", source="A"))
     assert json.loads(one.get_body())["orchestration"]["instance_id"] == "retrain-A"
+
+
+def test_fleet_page_lists_the_sources_in_an_html_table(loop, functions, extension, storage):
+    storage.write("raw", BLOB, b"csv")
+    storage.write("raw", "Dongsi/2016/01/01/d.csv", b"csv")
+    response = call(loop, functions, "fleet_page", extension, req=http_request("GET", "/api/fleet"))
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_body().decode()
+    assert page.startswith("<!doctype html>") and "<h1>Multiline fleet</h1>" in page
+    table = page[page.index("<table>") : page.index("</table>")]
+    rows = table.split("<tr>")[1:]
+    assert "<th>source</th>" in rows[0]
+    assert [row.split("</td>")[0].removeprefix("<td>") for row in rows[1:]] == ["A", "Dongsi"]
+    # The link to the JSON works under /api with the same function key the page was opened with.
+    assert "<a href='/api/sources?code=k'>" in page
+
+    keyless = func.HttpRequest(method="GET", url="https://func-multiline.azurewebsites.net/api/fleet", headers={}, body=b"")
+    page = call(loop, functions, "fleet_page", extension, req=keyless).get_body().decode()
+    assert "<a href='/api/sources'>" in page
+
+
+def test_event_counters_report_this_worker_after_blob_created(loop, functions, extension, storage, caplog):
+    caplog.set_level(logging.INFO, logger="multiline.functions")
+    call(loop, functions, "blob_created", extension, event=decoded(event_grid_event(event_id="e1")))
+    call(loop, functions, "blob_created", extension, event=decoded(event_grid_event(container="models", event_id="e2")))
+    call(loop, functions, "blob_created", extension, event=decoded(event_grid_event(event_id="e1")))  # redelivery
+    response = call(loop, functions, "event_counters", extension, req=http_request("GET", "/api/events"))
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    counters = json.loads(response.get_body())
+    assert counters["accepted"] == 1 and counters["signal_failures"] == 0 and counters["validations"] == 0
+    assert counters["ignored_total"] == 2
+    assert counters["ignored"] == {"other_container": 1, "duplicate_event_id": 1}  # a redelivery is not a new upload
+    # Honest about what they are: one worker process's counters since its handler was built.
+    assert counters["scope"] == "worker" and "this worker process" in counters["note"]
+    assert counters["worker"]["pid"] == os.getpid() and counters["worker"]["host"] == socket.gethostname()
+    assert datetime.fromisoformat(counters["counted_since"]) <= datetime.now(timezone.utc)
+    assert extension.instances["retrain-A"]["input"]["source_id"] == "A"
+    # Every worker logs each event with flat counts: Application Insights sums them across workers.
+    records = [record for record in caplog.records if hasattr(record, "multiline_event_accepted")]
+    assert [(r.multiline_event_id, r.multiline_event_accepted, r.multiline_event_ignored) for r in records] == [
+        ("e1", 1, 0),
+        ("e2", 0, 1),
+        ("e1", 0, 1),
+    ]
 
 
 def test_timer_reconciles_sources_with_newer_data(loop, functions, extension, storage):
