@@ -294,6 +294,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'MULTILINE_DRIFT_MISSING_RATE_THRESHOLD', value: '0.1' }
         { name: 'MULTILINE_RETRAIN_POLICY', value: 'always' }
         { name: 'MULTILINE_RETRAIN_MAX_AGE_DAYS', value: '30' }
+        { name: 'MULTILINE_CANDIDATES', value: 'per_source+fleet' }
         { name: 'MULTILINE_RECONCILE_SECONDS', value: '300' }
         { name: 'MULTILINE_MAX_BLOB_BYTES', value: '268435456' }
         { name: 'MULTILINE_FUTURE_TOLERANCE_HOURS', value: '24' }
@@ -426,8 +427,9 @@ resource mlStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // ACR: Container Registry Tasks Contributor carries listBuildSourceUploadUrl/action, scheduleRun/action and
 // runs/read (upload the build context, queue and poll quick runs) but no image push or pull; AcrPush adds
-// those for the runs that use the caller's registry permissions, and AcrPull for the training cluster,
-// which pulls the Azure ML environment image from this registry with the same identity.
+// push and pull: for the runs that use the caller's registry permissions, and for the training cluster,
+// which pulls the Azure ML environment image from this registry with the same identity (AcrPush includes
+// the pull permission, so no separate AcrPull assignment).
 resource registryRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in [roles.containerRegistryTasksContributor, roles.acrPush]: {
   name: guid(registry.id, identity.id, role)
   scope: registry

@@ -91,9 +91,7 @@ class AcrImageBuilder:
         from azure.mgmt.containerregistry.v2019_06_01_preview.models import Argument, DockerBuildRequest, PlatformProperties
 
         build_id = build_id_for(source_id, version)
-        _, context, context_digest, _ = context_for_version(
-            self.storage, self.registry, self.spec, source_id, version, eval_uri
-        )
+        _, context, context_digest, _ = context_for_version(self.storage, self.registry, self.spec, source_id, version, eval_uri)
         context_name = f"{build_id}/context.tar.gz"
         self.storage.write(self.container, context_name, context)
         image = f"{self.azure.acr_login_server}/{image_name(source_id, version)}"

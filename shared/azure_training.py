@@ -73,8 +73,13 @@ def job_environment(settings: Settings, azure: AzureSettings) -> dict:
 def build_pipeline_job(job_id: str, source_id: str, instance_id: str | None, settings: Settings, azure: AzureSettings, code):
     """The Azure ML pipeline job for one training job (not submitted)."""
     from azure.ai.ml import Input, Output, command, dsl
+    from azure.ai.ml.entities import ManagedIdentityConfiguration
 
     environment_variables = job_environment(settings, azure)
+    # The steps read the job document through an identity-based datastore and write blobs and models:
+    # run them as the deployment's user-assigned identity (attached to the compute cluster), not as
+    # whatever Azure ML would pick by default.
+    identity = ManagedIdentityConfiguration(client_id=azure.client_id) if azure.client_id else None
 
     def component(step: str, inputs: dict, outputs: dict, arguments: str):
         return command(
@@ -88,6 +93,7 @@ def build_pipeline_job(job_id: str, source_id: str, instance_id: str | None, set
             outputs=outputs,
             environment_variables=environment_variables,
             is_deterministic=False,
+            identity=identity,
         )
 
     folder = {"type": "uri_folder"}

@@ -85,6 +85,9 @@ def test_submit_creates_a_pipeline_of_four_command_steps(fake, backend, storage)
     assert variables["MULTILINE_MODE"] == "azure" and variables["AZURE_CLIENT_ID"] == "11111111-1111-1111-1111-111111111111"
     assert variables["MULTILINE_STORAGE_ACCOUNT_URL"] == "https://stmultiline.blob.core.windows.net"
     assert job["tags"] == {"source_id": "A", "instance_id": "retrain-A"}
+    # Every step runs as the deployment's user-assigned identity, not Azure ML's default.
+    expected_identity = {"identity_type": "Managed", "client_id": "11111111-1111-1111-1111-111111111111"}
+    assert all(step["identity"] == expected_identity for step in job["jobs"].values())
 
 
 def test_submit_is_idempotent_when_the_job_exists(fake, backend):
