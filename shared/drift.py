@@ -434,8 +434,14 @@ def check_drift(profile: dict | None, frame: pd.DataFrame, spec: ModelSpec, thre
             features[column] = {"status": "no_reference", "drifted": False, "reasons": []}
     for result in features.values():
         result["severity"] = _round(_severity(result, thresholds), 3) if result["drifted"] else 0.0
-    drifted = sorted((name for name, result in features.items() if result["drifted"]), key=lambda n: -features[n]["severity"])
-    compared = [name for name, result in features.items() if result.get("status") != "no_reference"]
+    # Features the spec excludes (a calendar column such as `month` differs between a one-month window and
+    # years of history by construction) keep their numbers in the report but do not vote.
+    for column in spec.drift_exclude:
+        if column in features:
+            features[column]["excluded"] = True
+    voting = {name: result for name, result in features.items() if not result.get("excluded")}
+    drifted = sorted((name for name, result in voting.items() if result["drifted"]), key=lambda n: -features[n]["severity"])
+    compared = [name for name, result in voting.items() if result.get("status") != "no_reference"]
     share = len(drifted) / len(compared) if compared else 0.0
     return {
         "status": "drifted" if drifted and share >= thresholds.share else "stable",
@@ -446,6 +452,7 @@ def check_drift(profile: dict | None, frame: pd.DataFrame, spec: ModelSpec, thre
         "thresholds": asdict(thresholds),
         "drifted_share": round(share, 3),
         "drifted": drifted,
+        "excluded": [name for name in features if features[name].get("excluded")],
         "schema": _schema_changes(profile, frame, spec),
         "features": features,
     }
@@ -473,7 +480,11 @@ def summarize(report: dict | None) -> str:
     status = report.get("status", "-")
     if status in ("no_reference", "no_new_data"):
         return status.replace("_", " ")
-    compared = [result for result in report.get("features", {}).values() if result.get("status") != "no_reference"]
+    compared = [
+        result
+        for result in report.get("features", {}).values()
+        if result.get("status") != "no_reference" and not result.get("excluded")
+    ]
     top = ", ".join(report.get("drifted", [])[:3])
     missing = (report.get("schema") or {}).get("missing") or []
     schema = f"; missing column(s): {', '.join(missing[:3])}" if missing else ""

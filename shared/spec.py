@@ -37,6 +37,7 @@ class ModelSpec:
     eval_window_days: int
     eval_min_rows: int
     derived: dict = field(default_factory=dict)
+    drift_exclude: list[str] = field(default_factory=list)  # reported, never counted toward the verdict
     raw: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -130,6 +131,10 @@ def parse_spec(raw: dict, where: str = "model spec") -> ModelSpec:
         raise SpecError(f"{where}: loss must be one of {LOSSES}, got {loss!r}")
     evaluation = raw.get("evaluation", {})
     derived = _parse_derived(raw.get("derived_features", {}), target, list(numeric), where)
+    drift = raw.get("drift", {})
+    exclude = drift.get("exclude", []) if isinstance(drift, dict) else None
+    if not isinstance(exclude, list) or not set(exclude) <= {*numeric, *categorical}:
+        raise SpecError(f"{where}: drift.exclude must list features of the spec (numeric or categorical), got {exclude!r}")
     spec = ModelSpec(
         name=raw.get("name", "model"),
         target=target,
@@ -146,6 +151,7 @@ def parse_spec(raw: dict, where: str = "model spec") -> ModelSpec:
         eval_window_days=int(evaluation.get("window_days", 30)),
         eval_min_rows=int(evaluation.get("min_rows", 100)),
         derived=derived,
+        drift_exclude=list(exclude),
         raw=raw,
     )
     try:

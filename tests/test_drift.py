@@ -68,9 +68,12 @@ def test_stable_within_a_season_and_drifted_across_seasons(months, january_profi
     assert summer["status"] == "drifted"
     temp = summer["features"]["TEMP"]
     assert temp["psi"] > 1.0 and temp["wasserstein"] > 1.0 and 0.5 < temp["jensen_shannon"] <= np.sqrt(np.log(2))
-    assert {"TEMP", "DEWP", "month"} <= set(summer["drifted"])
+    assert {"TEMP", "DEWP"} <= set(summer["drifted"])
     assert summer["features"]["wd"]["chi_square"]["p_value"] < 1e-6
-    assert summarize(summer).startswith(f"drifted ({len(summer['drifted'])}/13: ")
+    # `month` differs by construction between two months: the spec excludes it from the verdict, not the report.
+    assert summer["features"]["month"]["drifted"] and summer["features"]["month"]["excluded"]
+    assert "month" not in summer["drifted"] and summer["excluded"] == ["month"]
+    assert summarize(summer).startswith(f"drifted ({len(summer['drifted'])}/12: ")
     assert check_drift(None, months[(2014, 7)], SPEC)["status"] == "no_reference"
 
 
@@ -257,7 +260,7 @@ def test_the_activity_stores_the_report_and_returns_a_small_verdict(storage, mon
 
     stable = run(january)
     assert stable["train"] is False and stable["status"] == "stable" and stable["rows"] == 744
-    assert stable["policy_reason"].startswith("policy on_drift: stable (0/13)")
+    assert stable["policy_reason"].startswith("policy on_drift: stable (0/12)")
     report = codec.loads(storage.read("runs", f"{source_id}/drift/r1.json")[0])
     assert report["policy"]["train"] is False and len(report["features"]) == 13
     drifted = run(july)
@@ -266,3 +269,11 @@ def test_the_activity_stores_the_report_and_returns_a_small_verdict(storage, mon
     assert len(json.dumps(drifted)) < 2_000  # the summary travels through orchestration history, not the report
     assert run(january, manual=True)["policy_reason"] == "manual request: always trains"
     assert top_drifted(report) == []
+
+
+def test_drift_exclusions_must_name_features_of_the_spec():
+    from shared.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError, match="drift.exclude must list features of the spec"):
+        parse_spec({**SPEC.raw, "drift": {"exclude": ["PM2.5"]}})
+    assert parse_spec({**SPEC.raw, "drift": {"exclude": []}}).drift_exclude == []
