@@ -9,6 +9,8 @@ reported beside its re-scored loss.
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -20,11 +22,33 @@ from shared.modeling import CONTEXT, aggregate_loss, score_rows
 from shared.prediction_log import live_loss, read_logs
 from shared.spec import spec_of_model
 
+_MODELS: OrderedDict[str, object] = OrderedDict()  # sha256 -> loaded model, the few most recently used
+_MODELS_LOCK = threading.Lock()
+_MODELS_KEPT = 4
+
+
+def _model(registry, owner: str, version: int, record: dict):
+    """The registered model, loaded once per content: every source's comparison in a round scores the same
+    fleet model, and a model's bytes never change under its digest (checked when they were loaded)."""
+    digest = record.get("sha256")
+    with _MODELS_LOCK:
+        if digest in _MODELS:
+            _MODELS.move_to_end(digest)
+            return _MODELS[digest]
+    model = registry.load_model(owner, version)
+    if digest:
+        with _MODELS_LOCK:
+            _MODELS[digest] = model
+            while len(_MODELS) > _MODELS_KEPT:
+                _MODELS.popitem(last=False)
+    return model
+
 
 def _row_losses(registry, owner: str, version: int, rows: pd.DataFrame, default_spec, constants: dict | None):
     record = registry.get(owner, version)
     spec = spec_of_model(record, default_spec)
-    losses, stamps = score_rows(registry.load_model(owner, version), rows, spec, constants or record.get("constant_features"))
+    model = _model(registry, owner, version, record)
+    losses, stamps = score_rows(model, rows, spec, constants or record.get("constant_features"))
     return record, losses, stamps
 
 

@@ -34,21 +34,21 @@ def ensure_fleet_model(request: dict) -> dict:
     settings = ports.settings
     if not settings.fleet_enabled:
         return {"state": "failed", "error": "fleet candidates are off (MULTILINE_CANDIDATES=per_source)"}
+    cutoff = cutoff_for(request["eval_start"])
+    job_id = fleet_job_id(cutoff)
+    claim = f"{job_id}/claim.json"
+    if _exists(ports.storage, settings.containers.jobs, claim):
+        # The fleet model for this cut-off is asked for already (by this run's earlier poll or another source's
+        # run): follow its job. One small read per poll, where the registry's listing costs ten times more; the
+        # job's model is the newest a window starting after the cut-off may use, so the answer is the same.
+        return _follow(ports, job_id)
     version = usable_fleet_version(ports.registry, request["eval_start"], settings.fleet_max_age_days)
     if version is not None:
         return {"state": "succeeded", "fleet_version": version}
-    cutoff = cutoff_for(request["eval_start"])
-    job_id = fleet_job_id(cutoff)
     try:
-        ports.storage.write(settings.containers.jobs, f"{job_id}/claim.json", b"{}", if_none_match="*")
+        ports.storage.write(settings.containers.jobs, claim, b"{}", if_none_match="*")
     except PreconditionFailed:  # another source's run asked first: follow that job
-        try:
-            status = ports.training.status(job_id)
-        except NotFound:
-            return {"state": "queued", "job_id": job_id}
-        if status["state"] == "succeeded":
-            return {"state": "succeeded", "fleet_version": status["result"]["model_version"], "job_id": job_id}
-        return {"state": status["state"], "job_id": job_id, "error": status.get("error")}
+        return _follow(ports, job_id)
     spec = ports.spec
     ports.training.submit(
         {
@@ -66,3 +66,21 @@ def ensure_fleet_model(request: dict) -> dict:
         }
     )
     return {"state": "queued", "job_id": job_id}
+
+
+def _exists(storage, container: str, name: str) -> bool:
+    try:
+        storage.info(container, name)
+    except NotFound:
+        return False
+    return True
+
+
+def _follow(ports, job_id: str) -> dict:
+    try:
+        status = ports.training.status(job_id)
+    except NotFound:  # claimed, not submitted yet
+        return {"state": "queued", "job_id": job_id}
+    if status["state"] == "succeeded":
+        return {"state": "succeeded", "fleet_version": status["result"]["model_version"], "job_id": job_id}
+    return {"state": status["state"], "job_id": job_id, "error": status.get("error")}

@@ -9,6 +9,7 @@ import pandas as pd
 
 from edge.score_server import LOG_COLUMNS, Scorer
 from shared.image_context import model_card
+from shared.modeling import one_openmp_thread
 from shared.spec import spec_of_model
 
 
@@ -22,9 +23,10 @@ def log_live_predictions(ports, source_id: str, month: str, rows_csv: bytes, pre
     spec = spec_of_model(record, ports.spec)
     scorer = Scorer(registry.load_model(source_id, version), model_card(source_id, version, record, spec))
     read = lambda data: pd.read_csv(io.BytesIO(data), na_values=spec.na_values, keep_default_na=True)  # noqa: E731
-    if previous_csv:
-        scorer.predict(read(previous_csv).tail(scorer.memory_rows))  # the device's memory of the last hours
-    predictions, stamps = scorer.predict(read(rows_csv))
+    with one_openmp_thread():  # a device scores on its own; here eight share the host's cores
+        if previous_csv:
+            scorer.predict(read(previous_csv).tail(scorer.memory_rows))  # the device's memory of the last hours
+        predictions, stamps = scorer.predict(read(rows_csv))
     log = pd.DataFrame({LOG_COLUMNS[0]: stamps, LOG_COLUMNS[1]: version, LOG_COLUMNS[2]: predictions})
     year, mm = month.split("-")
     name = f"{source_id}/{year}/{mm}/01/predictions-{month}.csv"

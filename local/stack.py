@@ -45,7 +45,9 @@ class StackOptions:
     http_port: int = 7071
     persist_storage: bool = True
     settings: dict | None = None  # extra MULTILINE_* settings for this stack
-    relay_interval: float = 0.5
+    # Seconds between the blob relay's looks at the raw container. None: it never looks on its own; the one
+    # who uploads calls `LocalStack.deliver_events()` (the demo, which knows when it uploaded, does that).
+    relay_interval: float | None = 0.5
     reconcile_on_start: bool = True
 
 
@@ -96,6 +98,9 @@ class LocalStack:
                 **{key: str(value) for key, value in (options.settings or {}).items()},
             }
         )
+        # Child processes (image smoke tests; training sets its own) score a few hundred rows each, several at
+        # once: one OpenMP thread each, rather than every one spinning up a thread per core.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
         reset_ports()
         self.ports = get_ports()
         durable_port = free_port()
@@ -129,6 +134,11 @@ class LocalStack:
         # Events can be lost: every MULTILINE_RECONCILE_SECONDS, sources with unseen data get a run.
         self.reconciler = ReconcileTimer(self.ports, self.orchestrations, self.ports.settings.reconcile_seconds).start()
         return self
+
+    def deliver_events(self) -> int:
+        """Post the BlobCreated events of blobs written since the relay last looked, now rather than at its next
+        poll (each look lists the whole raw container); returns how many were posted."""
+        return self.relay.poll_once()
 
     def stop(self) -> None:
         for stopper in (

@@ -186,6 +186,19 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
         return
 
     step("submit_training")
+    if request.fleet_candidate and manifest.get("eval_start_estimate"):
+        # Ask for the fleet model for this window first, so it trains while the source's own challenger does:
+        # it is the longest job of a round and every source's comparison waits for it, so it should hold a
+        # training slot from the start rather than queue behind the first sources' own challengers.
+        yield ctx.call_activity(
+            "ensure_fleet_model",
+            input={
+                "source_id": source_id,
+                "eval_start": manifest["eval_start_estimate"],
+                "instance_id": ctx.instance_id,
+            },
+            retry_policy=STEP_RETRY,
+        )
     job = yield ctx.call_activity(
         "submit_training",
         input={
@@ -197,17 +210,6 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
         },
         retry_policy=STEP_RETRY,
     )
-    if request.fleet_candidate and manifest.get("eval_start_estimate"):
-        # Start the fleet model for this window now, so it trains while the source's own challenger does.
-        yield ctx.call_activity(
-            "ensure_fleet_model",
-            input={
-                "source_id": source_id,
-                "eval_start": manifest["eval_start_estimate"],
-                "instance_id": ctx.instance_id,
-            },
-            retry_policy=STEP_RETRY,
-        )
     step("training", job_id=job["job_id"])
     training = yield from poll_until_terminal(
         ctx, "get_training_status", {"job_id": job["job_id"]}, request.poll_seconds, request.training_deadline_seconds
