@@ -167,6 +167,21 @@ def cmd_retrain(args) -> int:
     return 0 if code == 202 else 1
 
 
+def _first_day(path: Path, settings) -> date:
+    """The day the file's data starts (its path date), read with the spec; today if the file cannot be read."""
+    from shared.dataset import TIMESTAMP, DataFileError, read_table
+    from shared.spec import load_spec
+
+    try:
+        frame = read_table(path.read_bytes(), path.name, load_spec(settings.spec_path))
+    except DataFileError as exc:
+        print(f"{path.name}: no start date from its rows ({exc}); dated today (use --date to choose)")
+        return date.today()
+    day = frame[TIMESTAMP].min().date()
+    print(f"{path.name}: its rows start on {day} (use --date to choose another day)")
+    return day
+
+
 def cmd_upload(args) -> int:
     from shared.blob_storage import BlobStorage
 
@@ -179,12 +194,12 @@ def cmd_upload(args) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise SystemExit(f"{path} is not a file")
+    settings = load_settings()
     try:
-        day = date.fromisoformat(args.date) if args.date else date.today()
+        day = date.fromisoformat(args.date) if args.date else _first_day(path, settings)
     except ValueError:
         raise SystemExit(f"--date {args.date!r} is not a date (yyyy-mm-dd): the day the file's data starts") from None
     name = f"{args.source}/{day:%Y/%m/%d}/{path.name}"
-    settings = load_settings()
     try:
         parse_raw_blob_name(name, settings.source_id_pattern, settings.source_id_max_length)
     except BlobPathError as exc:
@@ -251,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("source")
             sub.add_argument("file")
-            sub.add_argument("--date", help="the day the file's data starts (yyyy-mm-dd; default today)")
+            sub.add_argument(
+                "--date", help="the day the file's data starts (yyyy-mm-dd; default: the first timestamp in the file)"
+            )
     return parser
 
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from datetime import date
 
 from shared.settings import PROJECT_ROOT
 from tests.conftest import station_frame
@@ -65,3 +66,23 @@ def test_demo_says_what_is_wrong_with_a_bad_folder(tmp_path):
         timeout=60,
     )
     assert completed.returncode == 2 and "does not exist" in completed.stderr
+
+
+def test_upload_dates_a_file_by_its_first_row_unless_told(tmp_path, azurite, storage, source_id, capsys):
+    from local.cli import _stack_file, main
+
+    _stack_file(tmp_path).write_text(json.dumps({"blob_connection_string": azurite.connection_string}))
+    old = tmp_path / "march.csv"
+    frame = station_frame("Dongsi")
+    frame[(frame.year == 2016) & (frame.month == 3)].to_csv(old, index=False)
+    assert main(["upload", source_id, str(old), "--state-dir", str(tmp_path)]) == 0
+    assert "its rows start on 2016-03-01" in capsys.readouterr().out
+    assert main(["upload", source_id, str(old), "--date", "2016-02-20", "--state-dir", str(tmp_path)]) == 0
+    broken = tmp_path / "broken.csv"
+    broken.write_text("year,month\n2016,3\n")
+    assert main(["upload", source_id, str(broken), "--state-dir", str(tmp_path)]) == 0
+    assert "no start date from its rows" in capsys.readouterr().out
+    today = date.today()
+    assert sorted(info.name for info in storage.list("raw", f"{source_id}/")) == sorted(
+        [f"{source_id}/2016/03/01/march.csv", f"{source_id}/2016/02/20/march.csv", f"{source_id}/{today:%Y/%m/%d}/broken.csv"]
+    )
