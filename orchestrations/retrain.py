@@ -110,6 +110,10 @@ def retrain_source(ctx, payload: dict):
         status.update(step=name, run_id=run_id, **extra)
         ctx.set_custom_status(status)
 
+    # Written before any work: a host killed mid-run (the local engine forgets it) leaves this behind, and
+    # reconcile records the attempt as interrupted instead of letting it vanish.
+    step("starting")
+    yield ctx.call_activity("record_run", input={**record, "outcome": "running"}, retry_policy=STEP_RETRY)
     try:
         if request.rollback_to is not None:
             yield from roll_back(ctx, request, record, step)

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timezone
 
 from orchestrations.retrain import instance_id_for
 from shared.blob_layout import BlobPathError, parse_raw_blob_name
-from shared.run_store import data_watermark
+from shared.run_store import data_watermark, record_interrupted
 from shared.source_data import STATUS_KEY
 
 log = logging.getLogger("multiline.reconcile")
 
 ACTIVE = ("running", "pending", "continued_as_new", "suspended")
+
+
+def known_run_sources(ports) -> list[str]:
+    """Every source folder of the runs container (those without an `active.json` are skipped cheaply)."""
+    return ports.storage.list_prefixes(ports.settings.containers.runs)
 
 
 def sources_needing_a_run(ports) -> list[dict]:
@@ -41,8 +46,33 @@ def sources_needing_a_run(ports) -> list[dict]:
     return stale
 
 
+def record_interrupted_runs(ports, orchestrations, source_ids) -> list[dict]:
+    """Runs that started and never finished, nor are running now, are recorded as interrupted."""
+    container = ports.settings.containers.runs
+    recorded = []
+    for source_id in source_ids:
+        status = orchestrations.status(instance_id_for(source_id)) or {}
+        live = (status.get("custom_status") or {}).get("run_id") if status.get("runtime_status") in ACTIVE else None
+        try:
+            record = record_interrupted(ports.storage, container, source_id, live, datetime.now(timezone.utc).isoformat())
+        except Exception as exc:  # one source's trouble must not stop the others
+            log.warning("reconcile: could not check source %s for an interrupted run: %s", source_id, exc)
+            continue
+        if record:
+            log.warning(
+                "reconcile: run %s of source %s was interrupted (started %s)",
+                record["run_id"],
+                source_id,
+                record.get("started_at"),
+                extra={"source_id": source_id},
+            )
+            recorded.append(record)
+    return recorded
+
+
 def reconcile(ports, orchestrations) -> list[dict]:
     started = []
+    record_interrupted_runs(ports, orchestrations, known_run_sources(ports))
     for item in sources_needing_a_run(ports):
         status = orchestrations.status(instance_id_for(item["source_id"]))
         if status and status["runtime_status"] in ACTIVE:

@@ -22,6 +22,11 @@ def latest_name(source_id: str) -> str:
     return f"{source_id}/latest.json"
 
 
+def active_name(source_id: str) -> str:
+    """The record of the run in progress, written when it starts: what is left of a run the host never finished."""
+    return f"{source_id}/active.json"
+
+
 def read_uri(storage: Storage, uri: str) -> dict:
     container, _, name = uri.partition("/")
     return codec.loads(storage.read(container, name)[0])
@@ -49,3 +54,32 @@ def data_watermark(storage: Storage, container: str, source_id: str) -> str | No
     marks = [((item.get("manifest") or {}).get("newest_modified")) for item in runs_of(storage, container, source_id)]
     marks = [mark for mark in marks if mark]
     return max(marks) if marks else None
+
+
+def record_interrupted(storage: Storage, container: str, source_id: str, live_run_id: str | None, now: str) -> dict | None:
+    """If the source's last started run neither finished nor is still running, record it as interrupted.
+
+    A run writes `active.json` when it starts and its run record when it ends; a host that is killed in
+    between (locally the in-memory engine then forgets the orchestration) leaves only the first. Returns
+    the record written, or None when there was nothing to record."""
+    try:
+        active = codec.loads(storage.read(container, active_name(source_id))[0])
+    except NotFound:
+        return None
+    run_id = active.get("run_id")
+    if not run_id or run_id == live_run_id:
+        return None
+    try:
+        storage.read(container, run_name(source_id, run_id))
+        return None  # it finished (or was recorded as interrupted already)
+    except NotFound:
+        pass
+    record = {
+        **active,
+        "outcome": "interrupted",
+        "error": "the host stopped before this run finished; its data is picked up by the next run",
+        "ended_at": None,
+        "detected_at": now,
+    }
+    storage.write(container, run_name(source_id, run_id), codec.to_bytes(record))
+    return record

@@ -23,11 +23,14 @@ def test_a_run_interrupted_by_a_restart_is_reconciled_and_completes(tmp_path, fa
     with running_stack(state, settings, persist_storage=True) as second:
         assert [item["source_id"] for item in second.reconciled] == [source_id]
         with ChampionWatch(second.ports.registry, [source_id]):
-            [run] = wait_for_runs(second, source_id, 1)
+            interrupted, run = wait_for_runs(second, source_id, 2)
+        # The killed attempt is on record, not silently gone; the reconciled run did the work.
+        assert interrupted["outcome"] == "interrupted" and "host stopped" in interrupted["error"]
+        assert interrupted["started_at"] < run["started_at"]
         assert run["outcome"] == "promoted" and run["trigger"] == "reconcile"
         assert run["manifest"]["blob_count"] == len(months)  # every upload made before the kill is used
         assert second.ports.registry.champion(source_id)[0] is not None
         assert run["image"]["state"] == "succeeded"
     with running_stack(state, settings, persist_storage=True) as third:
         assert third.reconciled == []  # up to date: a restart with nothing new starts nothing
-        assert len(runs_of(third.ports.storage, "runs", source_id)) == 1
+        assert [item["outcome"] for item in runs_of(third.ports.storage, "runs", source_id)] == ["interrupted", "promoted"]

@@ -30,6 +30,7 @@ def test_happy_path_promotes_and_builds_the_image():
     replay = run_on_durable_functions(story, scenarios.request())
 
     assert replay.names() == [
+        "record_run",  # the run's start (active.json), so a killed host's attempt is not lost
         "resolve_data",
         "check_drift",
         "submit_training",
@@ -45,6 +46,7 @@ def test_happy_path_promotes_and_builds_the_image():
     ]
     record = replay.payload_of("record_run")
     assert decisions(record) == {"outcome": "promoted", "champion_version": 2, "error": None}
+    assert replay.payload_of("record_run", 0)["outcome"] == "running"
     promote = replay.payload_of("promote")
     assert (promote["source_id"], promote["version"], promote["expected_etag"]) == ("A", 2, '"0x1"')
     assert promote["reason"] == story.comparison["reason"]
