@@ -20,6 +20,8 @@ from shared.source_data import STATUS_KEY
 
 log = logging.getLogger("multiline.relay")
 
+MAX_IDLE_FACTOR = 8  # an idle relay looks every 4 s at the default 0.5 s interval
+
 
 def blob_created_event(account_url: str, container: str, blob) -> dict:
     return {
@@ -53,6 +55,7 @@ class BlobRelay:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="multiline-relay", daemon=True)
         self.posted = 0
+        self.looks = 0  # listings of the container so far
 
     def start(self, skip_existing: bool = True) -> BlobRelay:
         if skip_existing:  # what was there before start-up is the reconciler's job, not an event
@@ -65,6 +68,7 @@ class BlobRelay:
         self._thread.join(timeout=10)
 
     def poll_once(self) -> int:
+        self.looks += 1
         new, marked = [], []
         for blob in self.storage.list(self.container):
             if self._seen.get(blob.name) == blob.etag:
@@ -89,8 +93,13 @@ class BlobRelay:
         return len(new)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        # Each look lists the whole container, so an idle relay looks less often: the wait doubles while
+        # nothing is new, up to MAX_IDLE_FACTOR times the interval, and drops back as soon as something is.
+        wait = self.interval
+        while not self._stop.wait(wait):
             try:
-                self.poll_once()
+                found = self.poll_once()
             except Exception as exc:  # keep relaying; Event Grid retries too
                 log.warning("relay poll failed: %s", exc)
+                found = 0
+            wait = self.interval if found else min(wait * 2, self.interval * MAX_IDLE_FACTOR)

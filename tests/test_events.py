@@ -170,3 +170,36 @@ def test_a_lost_event_is_recovered_by_the_reconcile_timer(stack):
         assert any(item["source_id"] == source_id for item in stack.reconciler.started)
     finally:
         stack.relay = BlobRelay(storage, "raw", stack.account_url, relay.webhook_url, 0.3).start()
+
+
+def test_an_idle_relay_looks_less_often_and_still_delivers_the_next_upload(storage, source_id):
+    import http.server
+    import json
+    import time
+
+    posted = []
+
+    class Webhook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posted.extend(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    relay = BlobRelay(storage, "raw", "http://127.0.0.1:1/devstoreaccount1", f"http://127.0.0.1:{server.server_port}/", 0.1)
+    relay.start()
+    try:
+        time.sleep(3.0)
+        assert relay.looks <= 8  # 30 at a fixed 0.1 s: the wait doubles to 0.8 s while nothing is new
+        storage.write("raw", f"{source_id}/2016/01/01/a.csv", b"year,month\n2016,1\n")
+        deadline = time.monotonic() + 2.0
+        while not posted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [event["subject"].rsplit("/blobs/", 1)[1] for event in posted] == [f"{source_id}/2016/01/01/a.csv"]
+    finally:
+        relay.stop()
+        server.shutdown()
