@@ -61,14 +61,14 @@ class BlobStorage:
         for blob in self.service.get_container_client(container).list_blobs(
             name_starts_with=prefix or None, include=["metadata"]
         ):
-            yield BlobInfo(blob.name, blob.size, blob.etag, blob.last_modified, dict(blob.metadata or {}))
+            yield BlobInfo(blob.name, blob.size, blob.etag, blob.last_modified, dict(blob.metadata or {}), blob.creation_time)
 
     def info(self, container: str, name: str) -> BlobInfo:
         try:
             props = self._blob(container, name).get_blob_properties()
         except ResourceNotFoundError as exc:
             raise NotFound(f"{container}/{name}") from exc
-        return BlobInfo(name, props.size, props.etag, props.last_modified, dict(props.metadata or {}))
+        return BlobInfo(name, props.size, props.etag, props.last_modified, dict(props.metadata or {}), props.creation_time)
 
     def set_metadata(self, container: str, name: str, metadata: dict) -> None:
         blob = self._blob(container, name)

@@ -27,6 +27,7 @@ class BlobInfo:
     etag: str
     last_modified: datetime
     metadata: dict
+    created: datetime | None = None  # first upload of this name; metadata writes do not move it
 
 
 class Storage(Protocol):

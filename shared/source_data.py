@@ -74,29 +74,67 @@ def load_frames(
                 known_categories=known_categories,
             )
             frame["_source_blob"] = name
-            problem = {"blob": name, "status": WITH_WARNINGS, "warning": f"{where}: " + "; ".join(warnings)} if warnings else None
-            return frame, problem, info.metadata
+            return frame, warnings, info
         except DataFileError as exc:
-            return None, {"blob": name, "status": REJECTED, "error": str(exc)}, info.metadata
+            return None, str(exc), info
         except NotFound:  # deleted since the manifest was listed: nothing to read, nothing to mark
-            return None, None, {}
+            return None, None, None
 
-    frames, problems = [], []
+    read, problems = [], []
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for frame, problem, metadata in pool.map(read_one, names):
-            if frame is not None:
-                frames.append(frame)
-            if problem:
-                problems.append(problem)
-                if mark and problem["status"] == REJECTED:
-                    _mark(storage, container, problem["blob"], metadata, REJECTED, ERROR_KEY, problem["error"])
-                elif mark:
-                    _mark(storage, container, problem["blob"], metadata, WITH_WARNINGS, WARNING_KEY, problem["warning"])
+        for name, (frame, outcome, info) in zip(names, pool.map(read_one, names)):
+            if info is None:
+                continue
+            if frame is None:
+                problems.append({"blob": name, "status": REJECTED, "error": outcome})
+                if mark:
+                    _mark(storage, container, name, info.metadata, REJECTED, ERROR_KEY, outcome)
+                continue
+            read.append((frame, outcome, info))
+    # Oldest upload first: where files repeat a reading, the later upload (a re-send or correction) wins.
+    read.sort(key=lambda item: (item[2].created or item[2].last_modified, item[2].name))
+    frames = [frame for frame, _, _ in read]
+    combined = pd.concat(frames, ignore_index=True) if frames else None
+    if combined is not None:
+        combined, repeats = _latest_reading_wins(combined)
+        for _, warnings, info in read:
+            if info.name in repeats:
+                warnings.append(repeats[info.name])
+    for _, warnings, info in read:
+        if warnings:
+            problem = {"blob": info.name, "status": WITH_WARNINGS, "warning": f"{describe(info.name)}: " + "; ".join(warnings)}
+            problems.append(problem)
+            if mark:
+                _mark(storage, container, info.name, info.metadata, WITH_WARNINGS, WARNING_KEY, problem["warning"])
     problems.sort(key=lambda problem: problem["status"] != REJECTED)
-    if not frames:
+    if combined is None:
         columns = [*spec.required_columns, "_timestamp", "_source_blob"]
         return pd.DataFrame(columns=columns), problems
-    return pd.concat(frames, ignore_index=True), problems
+    return combined, problems
+
+
+def _latest_reading_wins(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One reading per source and moment across all files (rows are in upload order): the last upload's row
+    is kept. Returns the rows and, per file whose rows replaced earlier ones, a warning saying so. (A fleet
+    job reads every source's files at once: the source is the blob's first path segment.)"""
+    keys = pd.DataFrame({"source": frame["_source_blob"].str.split("/", n=1).str[0], "time": frame["_timestamp"]})
+    repeated = keys.duplicated(keep="last")
+    if not repeated.any():
+        return frame, {}
+    kept = keys.loc[~repeated].assign(blob=frame.loc[~repeated, "_source_blob"])
+    winners = kept.set_index(["source", "time"])["blob"]
+    replaced = keys.loc[repeated].assign(
+        blob=frame.loc[repeated, "_source_blob"],
+        winner=winners.reindex(pd.MultiIndex.from_frame(keys.loc[repeated])).to_numpy(),
+    )
+    notes = {}
+    for winner, rows in replaced.groupby("winner", sort=True):
+        older = sorted(set(rows["blob"]))
+        notes[winner] = (
+            f"{len(rows)} row(s) repeat readings already uploaded in {', '.join(older[:3])}"
+            f"{' and others' if len(older) > 3 else ''} (e.g. {rows['time'].iloc[0]}); this later upload's values are used"
+        )
+    return frame.loc[~repeated].reset_index(drop=True), notes
 
 
 def rejected_only(problems: list[dict]) -> list[dict]:

@@ -1,0 +1,43 @@
+"""A source's files read together from real Azurite: one reading per moment across files, the later upload wins."""
+
+from __future__ import annotations
+
+import time
+
+from shared.settings import PROJECT_ROOT
+from shared.source_data import STATUS_KEY, WARNING_KEY, load_frames
+from shared.spec import load_spec
+from tests.conftest import monthly_csv, station_frame
+
+SPEC = load_spec(PROJECT_ROOT / "specs" / "air-quality.json")
+
+
+def test_readings_repeated_across_files_count_once_and_the_later_upload_wins(storage, source_id):
+    other = f"{source_id}-b"
+    march = monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)]
+    storage.write("raw", f"{source_id}/2016/03/01/march.csv", march)
+    storage.write("raw", f"{other}/2016/03/01/march.csv", march)  # another source, same moments: not a repeat
+    time.sleep(1.1)  # blob creation times have one-second resolution
+    frame = station_frame("Dongsi")
+    correction = frame[(frame.year == 2016) & (frame.month == 3) & (frame.day <= 2)].copy()
+    correction["PM10"] = 999.0
+    storage.write("raw", f"{source_id}/2016/03/01/march-corrected.csv", correction.to_csv(index=False).encode())
+    names = [f"{source_id}/2016/03/01/march-corrected.csv", f"{source_id}/2016/03/01/march.csv", f"{other}/2016/03/01/march.csv"]
+
+    rows, problems = load_frames(storage, "raw", names, SPEC)
+
+    mine = rows.loc[rows["_source_blob"].str.startswith(f"{source_id}/")]
+    theirs = rows.loc[rows["_source_blob"].str.startswith(f"{other}/")]
+    assert len(mine) == len(theirs) == 31 * 24  # each moment once per source, whatever the file count
+    corrected = mine.loc[mine["_timestamp"] < "2016-03-03"]
+    assert (corrected["PM10"] == 999.0).all() and (corrected["_source_blob"].str.endswith("march-corrected.csv")).all()
+    assert (mine.loc[mine["_timestamp"] >= "2016-03-03", "PM10"] != 999.0).all()
+    [problem] = problems
+    assert problem["blob"].endswith("march-corrected.csv") and "48 row(s) repeat readings already uploaded in" in problem["warning"]
+    marked = storage.info("raw", f"{source_id}/2016/03/01/march-corrected.csv").metadata
+    assert marked[STATUS_KEY] == "accepted_with_warnings" and "this later upload's values are used" in marked[WARNING_KEY]
+    # Marking moved the corrected file's Last-Modified, not its creation time: the order, and so the rows, hold.
+    again, _ = load_frames(storage, "raw", list(reversed(names)), SPEC)
+    assert again.sort_values(["_source_blob", "_timestamp"]).reset_index(drop=True).equals(
+        rows.sort_values(["_source_blob", "_timestamp"]).reset_index(drop=True)
+    )
