@@ -61,7 +61,7 @@ def resolve_data(request: dict) -> dict:
     return {
         "manifest_uri": f"{settings.containers.runs}/{name}",
         "blob_count": len(blobs),
-        "skipped": skipped[:10],
+        "skipped": skipped[:25],
         "skipped_count": len(skipped),
         "newest_modified": manifest["newest_modified"],
         "eval_start_estimate": _eval_start_estimate(ports, blobs, start, end),

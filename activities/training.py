@@ -41,9 +41,15 @@ def get_training_status(request: dict) -> dict:
                 "train_end",
                 "metrics",
                 "rejected_blobs",
+                "problem_blobs",
             )
         }
-        summary["rejected"] = result.get("rejected", [])[:10]
+        listed = result.get("rejected", [])
+        summary["rejected"] = listed
+        # Every problem file is marked on the blob itself; say so when the list here is not all of them.
+        unlisted = (result.get("problem_blobs") or len(listed)) - len(listed)
+        if unlisted > 0:
+            summary["rejected_not_listed"] = f"{unlisted} more file(s) with problems: see their blob metadata (multiline_status)"
     summary["step_seconds"] = status.get("step_seconds")
     return summary
 

@@ -79,6 +79,9 @@ def _require_free_port(port: int) -> None:
     import socket
 
     with socket.socket() as probe:
+        # As the HTTP server binds (SO_REUSEADDR): a port whose last connections linger in TIME_WAIT after a
+        # stop is free to serve again, and only a live listener counts as "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -2,7 +2,8 @@
 
 Run at local start-up and on a timer (`ReconcileTimer`, every MULTILINE_RECONCILE_SECONDS); in Azure
 by the `reconcile_sources` timer trigger. Only committed data under a valid `<source_id>/...` name
-counts; blobs Multiline has marked rejected do not (marking changes their Last-Modified).
+counts; blobs Multiline has marked (rejected or used with warnings) do not: marking changes their
+Last-Modified, and their content was read already.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def sources_needing_a_run(ports) -> list[dict]:
     settings, storage = ports.settings, ports.storage
     newest: dict[str, datetime] = {}
     for blob in storage.list(settings.containers.raw):
-        if blob.size == 0 or blob.metadata.get(STATUS_KEY) == "rejected":
+        # A blob carrying a verdict was read by a run already (an overwrite clears metadata); marking it
+        # moved its Last-Modified, which must not look like new data.
+        if blob.size == 0 or blob.metadata.get(STATUS_KEY):
             continue
         try:
             source_id = parse_raw_blob_name(blob.name, settings.source_id_pattern, settings.source_id_max_length).source_id

@@ -33,11 +33,32 @@ def test_readings_repeated_across_files_count_once_and_the_later_upload_wins(sto
     assert (corrected["PM10"] == 999.0).all() and (corrected["_source_blob"].str.endswith("march-corrected.csv")).all()
     assert (mine.loc[mine["_timestamp"] >= "2016-03-03", "PM10"] != 999.0).all()
     [problem] = problems
-    assert problem["blob"].endswith("march-corrected.csv") and "48 row(s) repeat readings already uploaded in" in problem["warning"]
+    assert (
+        problem["blob"].endswith("march-corrected.csv") and "48 row(s) repeat readings already uploaded in" in problem["warning"]
+    )
     marked = storage.info("raw", f"{source_id}/2016/03/01/march-corrected.csv").metadata
     assert marked[STATUS_KEY] == "accepted_with_warnings" and "this later upload's values are used" in marked[WARNING_KEY]
     # Marking moved the corrected file's Last-Modified, not its creation time: the order, and so the rows, hold.
     again, _ = load_frames(storage, "raw", list(reversed(names)), SPEC)
-    assert again.sort_values(["_source_blob", "_timestamp"]).reset_index(drop=True).equals(
-        rows.sort_values(["_source_blob", "_timestamp"]).reset_index(drop=True)
+    assert (
+        again.sort_values(["_source_blob", "_timestamp"])
+        .reset_index(drop=True)
+        .equals(rows.sort_values(["_source_blob", "_timestamp"]).reset_index(drop=True))
     )
+
+
+def test_marking_a_file_is_not_new_data_for_reconcile(storage, source_id):
+    from types import SimpleNamespace
+
+    from shared.reconcile import sources_needing_a_run
+    from shared.settings import load_settings
+
+    ports = SimpleNamespace(settings=load_settings(), storage=storage)
+    name = f"{source_id}/2016/03/01/march.csv"
+    storage.write("raw", name, monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])
+    assert source_id in [item["source_id"] for item in sources_needing_a_run(ports)]
+    # A run read it and marked it (its Last-Modified moves); until it is uploaded again it is not news.
+    storage.set_metadata("raw", name, {STATUS_KEY: "accepted_with_warnings", WARNING_KEY: "1 row(s) dropped"})
+    assert source_id not in [item["source_id"] for item in sources_needing_a_run(ports)]
+    storage.write("raw", name, monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])  # a re-upload clears the verdict
+    assert source_id in [item["source_id"] for item in sources_needing_a_run(ports)]

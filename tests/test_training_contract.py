@@ -90,7 +90,7 @@ def test_a_job_registers_a_model_that_never_saw_its_evaluation_rows(world, stora
     status = wait_for(backend, backend.submit(job_for(source_id, [*names, bad], fast_spec)))
     assert status["state"] == "succeeded", status
     result = status["result"]
-    assert result["rejected_blobs"] == 1 and "missing column" in result["rejected"][0]["error"]
+    assert result["rejected_blobs"] == result["problem_blobs"] == 1 and "missing column" in result["rejected"][0]["error"]
     # The bad file is kept, marked with the reason, and did not stop the healthy ones.
     marked = storage.info("raw", bad).metadata
     assert marked[STATUS_KEY] == "rejected" and "missing column" in marked[ERROR_KEY]

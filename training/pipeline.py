@@ -21,7 +21,7 @@ from shared.settings import load_settings
 from shared.spec import parse_spec
 from training.filter import champion_categories, filter_data
 from training.preprocess import NotEnoughData, preprocess
-from training.register import register
+from training.register import PROBLEMS_LISTED, register
 from training.train import serialize, train
 
 log = logging.getLogger("multiline.training")
@@ -59,7 +59,7 @@ def run_job(job_id: str) -> dict:
         clock = time.perf_counter()
         result = register(registry, storage, containers.artifacts, job, spec, split, serialize(model), metrics, rejected)
         steps["register"] = time.perf_counter() - clock
-        result["rejected"] = rejected[:20]
+        result["rejected"] = rejected[:PROBLEMS_LISTED]
         status = {"state": "succeeded", "result": result}
     except NotEnoughData as exc:
         status = {"state": "failed", "error": str(exc), "error_kind": "not_enough_data"}

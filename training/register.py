@@ -11,6 +11,8 @@ from shared.ports import Storage
 from shared.source_data import rejected_only
 from shared.spec import ModelSpec
 
+PROBLEMS_LISTED = 25  # problem files listed in a job result and run record (every one is marked on its blob)
+
 
 def register(
     registry,
@@ -54,6 +56,7 @@ def register(
         "metrics": metrics,
         "blobs": len(job["manifest"]["blobs"]),
         "rejected_blobs": len(rejected_only(rejected)),
+        "problem_blobs": len(rejected),  # rejected and used-with-warnings files; the result lists the first PROBLEMS_LISTED
         "parent_champion": job.get("parent_champion"),
         "drift": job.get("drift_summary"),
     }

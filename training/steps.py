@@ -29,7 +29,7 @@ from shared.settings import load_settings
 from shared.spec import parse_spec
 from training.filter import champion_categories, filter_data
 from training.preprocess import NotEnoughData, preprocess
-from training.register import register
+from training.register import PROBLEMS_LISTED, register
 from training.train import serialize, train
 
 log = logging.getLogger("multiline.training.steps")
@@ -91,7 +91,7 @@ def run_register(job: dict, rows: Path, split_dir: Path, model_dir: Path, storag
         metrics,
         rejected,
     )
-    result["rejected"] = rejected[:20]
+    result["rejected"] = rejected[:PROBLEMS_LISTED]
     storage.write(settings.containers.jobs, f"{job['job_id']}/result.json", codec.to_bytes(result))
     _write_status(storage, settings.containers.jobs, job["job_id"], {"state": "succeeded", "result": result})
     return result
