@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,12 +18,16 @@ from shared.dataset import parse_time
 from shared.events import EventHandler
 from shared.fleet import COLUMNS, cell, fleet_view, known_sources, source_view
 from shared.ports import NotFound
+from shared.run_store import latest_run
 
 log = logging.getLogger("multiline.api")
 
 WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
 RETRAIN_FIELDS = {"start", "end", "filters"}
 CLOUDEVENT_HEADERS = ("id", "type", "source", "subject", "specversion", "time")
+NOT_A_MOMENT = {"", "nat", "nan", "none", "null"}
+QUEUED = "runs after the current run; a later retrain or rollback request for this source replaces this one"
+SOURCE_ROUTES = {None: ("GET",), "/retrain": ("POST",), "/rollback": ("POST",), "/ledger": ("GET",)}
 
 
 class RetrainRequestError(ValueError):
@@ -47,6 +52,21 @@ class Response:
 
 def error(status: int, message: str, **extra) -> Response:
     return Response(status, {"error": message, **extra})
+
+
+ROUTE_METHODS = {
+    WEBHOOK_PATH: ("POST", "OPTIONS"),
+    "/": ("GET",),
+    "/api/events": ("GET",),
+    "/api/sources": ("GET",),
+}
+
+
+def not_allowed(method: str, path: str, allowed) -> Response:
+    """A known route asked with a method it does not take: 405 and the methods it does take."""
+    return Response(
+        405, {"error": f"method {method} is not allowed on {path}; use {', '.join(allowed)}"}, {"Allow": ", ".join(allowed)}
+    )
 
 
 class Api:
@@ -91,14 +111,30 @@ class Api:
             if match.group(2) == "/ledger" and method == "GET":
                 return Response(200, {"source_id": source_id, "ledger": self.ports.registry.ledger(source_id)})
             if not match.group(2) and method == "GET":
-                return Response(200, source_view(self.ports, self.orchestrations, source_id))
+                return self.source(source_id)
+            return not_allowed(method, path, SOURCE_ROUTES[match.group(2)])
         match = re.fullmatch(r"/api/runs/([^/]+)", path)
         if match and method == "GET":
             status = self.orchestrations.status(match.group(1))
             if status is None:
                 return error(404, f"no orchestration instance {match.group(1)!r}")
             return Response(200, status)
+        allowed = ROUTE_METHODS.get(path) or (("GET",) if match else None)
+        if allowed:
+            return not_allowed(method, path, allowed)
         return error(404, f"no route {method} {path}")
+
+    def _known(self, source_id: str) -> bool:
+        """A source with data in the raw container or models (what retrain needs); a source with only runs too."""
+        if source_id in known_sources(self.ports):
+            return True
+        return latest_run(self.ports.storage, self.ports.settings.containers.runs, source_id) is not None
+
+    def source(self, source_id: str) -> Response:
+        if not self._known(source_id):
+            raw = self.ports.settings.containers.raw
+            return error(404, f"source {source_id!r} is not known: no data under {raw}/{source_id}/, no runs and no models")
+        return Response(200, source_view(self.ports, self.orchestrations, source_id))
 
     def rollback(self, source_id: str, body: bytes) -> Response:
         """Re-point the champion to an earlier version; the source's orchestration does it, then rebuilds the image."""
@@ -109,18 +145,33 @@ class Api:
         version = request.get("version") if isinstance(request, dict) else None
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             return error(400, 'body must be {"version": <model version number>}', field="version")
+        registry = self.ports.registry
         try:
-            self.ports.registry.get(source_id, version)
+            registry.get(source_id, version)
         except NotFound:
             return error(404, f"source {source_id!r} has no model version {version}")
+        champion, _ = registry.champion(source_id)
+        if version == champion:
+            return error(409, f"v{version} is already the champion of {source_id!r}: nothing to roll back", field="version")
+        reigned = sorted({entry.get("version") for entry in registry.ledger(source_id)} - {champion, None})
+        if version not in reigned:
+            allowed = ", ".join(f"v{item}" for item in reigned) or "none"
+            return error(
+                409,
+                f"v{version} of {source_id!r} never was champion (a challenger that lost is no rollback target); "
+                f"versions that reigned before and may be rolled back to: {allowed}",
+                field="version",
+                allowed_versions=reigned,
+            )
         return self._accepted(self.orchestrations.signal(source_id, {"rollback_to": version, "trigger": "rollback"}))
 
     def _accepted(self, started: dict) -> Response:
         instance_id = started["instance_id"]
         status_url = f"{self.base_url}/api/runs/{instance_id}"
-        return Response(
-            202, {"id": instance_id, "action": started["action"], "statusQueryGetUri": status_url}, {"Location": status_url}
-        )
+        body = {"id": instance_id, "action": started["action"], "statusQueryGetUri": status_url}
+        if started["action"] == "signaled":  # the orchestration is busy: the request waits, and coalesces
+            body["queued"] = QUEUED
+        return Response(202, body, {"Location": status_url})
 
     def retrain(self, source_id: str, body: bytes) -> Response:
         try:
@@ -153,15 +204,19 @@ class Api:
         moments, aware = {}, {}
         for name in ("start", "end"):
             value = request.get(name)
-            if value in (None, ""):
+            if value is None:
                 moments[name] = None
                 continue
-            if not isinstance(value, str):
-                raise RetrainRequestError(name, f"field {name!r} must be an ISO date or datetime string, got {value!r}")
+            if not isinstance(value, str) or value.strip().lower() in NOT_A_MOMENT:
+                raise RetrainRequestError(
+                    name, f"field {name!r} must be an ISO date or datetime string (or absent), got {value!r}"
+                )
             try:
                 moments[name] = parse_time(value)
             except ValueError as exc:
                 raise RetrainRequestError(name, f"field {name!r}: {exc}") from exc
+            if moments[name] is None or pd.isna(moments[name]):
+                raise RetrainRequestError(name, f"field {name!r}: {value!r} is not an ISO date or datetime")
             aware[name] = pd.Timestamp(value).tzinfo is not None
         start, end = moments["start"], moments["end"]
         if len(set(aware.values())) > 1:
@@ -191,8 +246,15 @@ class Api:
                         where, f"field {where!r}: a range takes 'min' and/or 'max', got {sorted(condition)}"
                     )
                 for bound, value in condition.items():
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise RetrainRequestError(f"{where}.{bound}", f"field '{where}.{bound}' must be a number, got {value!r}")
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                        raise RetrainRequestError(
+                            f"{where}.{bound}", f"field '{where}.{bound}' must be a finite number, got {value!r}"
+                        )
+                if "min" in condition and "max" in condition and condition["min"] > condition["max"]:
+                    raise RetrainRequestError(
+                        where,
+                        f"field {where!r}: 'min' {condition['min']} is greater than 'max' {condition['max']}: no row would match",
+                    )
             elif isinstance(condition, list):
                 if not condition or any(isinstance(item, (dict, list)) for item in condition):
                     raise RetrainRequestError(where, f"field {where!r}: a list of values must be non-empty and flat")
@@ -211,8 +273,10 @@ class Api:
             payload = {**attributes, "data": payload}
         events = payload if isinstance(payload, list) else [payload]
         outcome = self.events.handle(events)
-        if outcome.validation_code is not None or headers.get("aeg-event-type") == "SubscriptionValidation":
+        if outcome.validation_code is not None:
             return Response(200, {"validationResponse": outcome.validation_code})
+        if headers.get("aeg-event-type") == "SubscriptionValidation":  # a handshake with nothing to answer
+            return error(400, "subscription validation without a usable validationCode", ignored=outcome.ignored)
         return Response(200, outcome.to_dict())
 
     def fleet_page(self, sources_href: str = "/api/sources") -> Response:

@@ -159,9 +159,15 @@ class EventHandler:
                 raise Ignored(NOT_AN_OBJECT, "event is not a JSON object")
             parsed = parse_event(event)
             event_id = parsed.id
+            if parsed.type is None or not parsed.type.strip():
+                raise Ignored(MALFORMED, "event has no type (eventType in Event Grid, type in CloudEvents 1.0)")
             if parsed.type == VALIDATION:
-                data = parsed.data if isinstance(parsed.data, dict) else {}
-                outcome.validation_code = _text(data.get("validationCode"))
+                code = parsed.data.get("validationCode") if isinstance(parsed.data, dict) else None
+                if not isinstance(code, str) or not code.strip():
+                    raise Ignored(
+                        MALFORMED, f"{VALIDATION} without a usable validationCode (data.validationCode must be a string)"
+                    )
+                outcome.validation_code = code
                 self.stats.count("validations")
                 log.info("event grid subscription validation %s", event_id)
                 return
