@@ -1,4 +1,4 @@
-"""`multiline`: run the demo, serve the local stack, look at the fleet, ask for a retrain, upload a file."""
+"""`multiline`: run the demo, serve the local stack, look at the fleet, ask for a retrain or a rollback, upload a file."""
 
 from __future__ import annotations
 
@@ -170,6 +170,41 @@ def cmd_retrain(args) -> int:
     return 0 if code == 202 else 1
 
 
+def cmd_rollback(args) -> int:
+    api = _stack_info(args)["api"]
+    code, answer = _call("POST", f"{api}/api/sources/{args.source}/rollback", {"version": args.version})
+    print(json.dumps(answer, indent=1), file=sys.stdout if code == 202 else sys.stderr)
+    return 0 if code == 202 else 1
+
+
+LEDGER_COLUMNS = [
+    ("version", "version"),
+    ("from", "from"),
+    ("to", "to"),
+    ("kind", "kind"),
+    ("image", "image"),
+    ("reason", "reason"),
+]
+
+
+def cmd_ledger(args) -> int:
+    from shared.fleet import format_table
+
+    api = _stack_info(args)["api"]
+    code, body = _call("GET", f"{api}/api/sources/{args.source}/ledger")
+    if code != 200:
+        print(body.get("error", body), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(body, indent=1))
+    elif not body["ledger"]:
+        print(f"{args.source} has had no champion yet")
+    else:
+        rows = [{**entry, "image": (entry.get("image") or {}).get("image")} for entry in body["ledger"]]
+        print(format_table(rows, LEDGER_COLUMNS))
+    return 0
+
+
 def _first_day(path: Path, settings) -> date:
     """The day the file's data starts (its path date), read with the spec; today if the file cannot be read."""
     from shared.dataset import TIMESTAMP, DataFileError, read_table
@@ -253,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", cmd_status, "the fleet, or one source"),
         ("retrain", cmd_retrain, "ask for a retrain of one source over a date range"),
         ("upload", cmd_upload, "upload a data file for a source to the running stack"),
+        ("rollback", cmd_rollback, "make an earlier champion of a source the champion again (and rebuild its image)"),
+        ("ledger", cmd_ledger, "who was a source's champion from when to when, and why"),
     ):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--state-dir", default=str(DEFAULT_SERVE_STATE))
@@ -266,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--start", required=True, help="ISO date, inclusive")
             sub.add_argument("--end", required=True, help="ISO date, exclusive")
             sub.add_argument("--filter", action="append", type=_parse_filter, help="COLUMN=VALUE (JSON value allowed)")
+        elif name == "rollback":
+            sub.add_argument("source")
+            sub.add_argument("version", type=int, help="a version that was champion before (see `multiline ledger`)")
+        elif name == "ledger":
+            sub.add_argument("source")
+            sub.add_argument("--json", action="store_true")
         else:
             sub.add_argument("source")
             sub.add_argument("file")

@@ -109,6 +109,8 @@ class Api:
             if match.group(2) == "/rollback" and method == "POST":
                 return self.rollback(source_id, body)
             if match.group(2) == "/ledger" and method == "GET":
+                if not self._known(source_id):
+                    return self._unknown(source_id)
                 return Response(200, {"source_id": source_id, "ledger": self.ports.registry.ledger(source_id)})
             if not match.group(2) and method == "GET":
                 return self.source(source_id)
@@ -130,10 +132,13 @@ class Api:
             return True
         return latest_run(self.ports.storage, self.ports.settings.containers.runs, source_id) is not None
 
+    def _unknown(self, source_id: str) -> Response:
+        raw = self.ports.settings.containers.raw
+        return error(404, f"source {source_id!r} is not known: no data under {raw}/{source_id}/, no runs and no models")
+
     def source(self, source_id: str) -> Response:
         if not self._known(source_id):
-            raw = self.ports.settings.containers.raw
-            return error(404, f"source {source_id!r} is not known: no data under {raw}/{source_id}/, no runs and no models")
+            return self._unknown(source_id)
         return Response(200, source_view(self.ports, self.orchestrations, source_id))
 
     def rollback(self, source_id: str, body: bytes) -> Response:

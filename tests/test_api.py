@@ -66,6 +66,30 @@ def test_rollback_only_to_a_version_that_reigned_before_and_not_to_the_champion(
     assert [entry["version"] for entry in ledger] == [first, third, first] and ledger[-1]["kind"] == "rollback"
 
 
+def test_the_cli_shows_the_ledger_and_asks_for_a_rollback(stack, capsys):
+    from local.cli import main
+
+    source_id = new_source("Cli")
+    registry = stack.ports.registry
+    url = ["--url", stack.base_url]
+    assert main(["ledger", source_id, *url]) == 1 and "is not known" in capsys.readouterr().err
+    first = registry.register(source_id, b"model one", {})
+    registry.set_champion(source_id, first, None, "first model")
+    second = registry.register(source_id, b"model two", {})
+    registry.set_champion(source_id, second, registry.champion(source_id)[1], "better on recent data")
+    assert main(["ledger", source_id, *url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["version", "from", "to", "kind"] and "better on recent data" in lines[-1]
+    assert [line.split()[0] for line in lines[2:]] == [str(first), str(second)]
+
+    assert main(["rollback", source_id, str(second), *url]) == 1 and "already the champion" in capsys.readouterr().err
+    assert main(["rollback", source_id, str(first), *url]) == 0
+    assert json.loads(capsys.readouterr().out)["action"] == "started"
+    wait_for_runs(stack, source_id, 1)
+    assert main(["ledger", source_id, "--json", *url]) == 0
+    assert [entry["version"] for entry in json.loads(capsys.readouterr().out)["ledger"]] == [first, second, first]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
