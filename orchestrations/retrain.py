@@ -189,6 +189,9 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
             yield from build_champion_image(ctx, request, record, step, drift["champion_version"])
         return
 
+    # Until a comparison says otherwise, the champion the drift check found is the one this run leaves in place
+    # (a failed or canceled training reports it too).
+    record["champion_version"] = drift.get("champion_version")
     step("submit_training")
     if request.fleet_candidate and manifest.get("eval_start_estimate"):
         # Ask for the fleet model for this window first, so it trains while the source's own challenger does:

@@ -155,6 +155,7 @@ def test_training_that_fails_or_passes_its_deadline_ends_the_run_and_keeps_the_c
     assert failed["outcome"] == "training_failed" and "training rows" in failed["error"]
     assert timed_out["outcome"] == "training_timed_out" and "not finished after" in timed_out["error"]
     assert stack.ports.training.status(timed_out["training"]["job_id"])["state"] == "canceled"
+    assert failed["champion_version"] == timed_out["champion_version"] == champion  # the runs name the champion they left
     assert watch.versions(source_id) == [champion] and registry.champion(source_id)[0] == champion
 
 

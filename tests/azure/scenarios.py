@@ -50,6 +50,7 @@ class Story:
                 "drifted": ["TEMP"],
                 "drifted_share": 0.4,
                 "rows": 100,
+                "champion_version": 1,
             }
 
         def submit_training(payload):

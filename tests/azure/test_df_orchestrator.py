@@ -71,7 +71,7 @@ def test_failed_training_records_the_failure_and_touches_no_champion():
     record = replay.payload_of("record_run")
     assert decisions(record) == {
         "outcome": "training_failed",
-        "champion_version": None,
+        "champion_version": 1,  # the champion the run found, and left alone
         "error": "Failed: step train exited with code 1",
     }
 
