@@ -25,6 +25,7 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
     comparison = (run or {}).get("comparison") or {}
     image = ports.images.image_for(source_id, champion_version) if champion_version is not None else None
     orchestration = orchestrations.status(instance_id_for(source_id)) if orchestrations else None
+    live_step = ((orchestration or {}).get("custom_status") or {}).get("step")
     return {
         "source_id": source_id,
         "champion_version": champion_version,
@@ -41,11 +42,13 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
         "last_run_id": (run or {}).get("run_id"),
         "last_run_seconds": (run or {}).get("duration_seconds"),
         "last_run_ended_at": (run or {}).get("ended_at"),
-        "step": ((orchestration or {}).get("custom_status") or {}).get("step"),
+        # The engine may have forgotten a finished orchestration (the local in-memory one does on restart):
+        # a source whose last run is recorded is then "done", not unknown.
+        "step": live_step or ("done" if run and orchestration is None else None),
         "orchestration": {
             "instance_id": instance_id_for(source_id),
             "runtime_status": (orchestration or {}).get("runtime_status"),
-            "step": ((orchestration or {}).get("custom_status") or {}).get("step"),
+            "step": live_step,
         },
     }
 

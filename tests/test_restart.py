@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from shared.fleet import source_view
 from shared.run_store import runs_of
 from tests.conftest import monthly_csv, months_from, raw_name
 from tests.stack_helpers import ChampionWatch, fast_settings, running_stack, wait_for_runs, wait_for_step
@@ -34,3 +35,7 @@ def test_a_run_interrupted_by_a_restart_is_reconciled_and_completes(tmp_path, fa
     with running_stack(state, settings, persist_storage=True) as third:
         assert third.reconciled == []  # up to date: a restart with nothing new starts nothing
         assert [item["outcome"] for item in runs_of(third.ports.storage, "runs", source_id)] == ["interrupted", "promoted"]
+        # The fresh engine knows no orchestration; the fleet still says the source's last run is done.
+        view = source_view(third.ports, third.orchestrations, source_id)
+        assert view["orchestration"]["runtime_status"] is None and view["step"] == "done"
+        assert view["decision"] == "promoted"

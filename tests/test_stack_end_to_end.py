@@ -215,24 +215,31 @@ def test_ledger_and_rollback_keep_exactly_one_champion(stack):
     if len(registry.versions(source_id)) < 2:  # the source's own model won: train one more version
         upload(stack, source_id, "Guanyuan", [(2016, 4)])
         runs_so_far = len(wait_for_runs(stack, source_id, 2))
-    first, _ = registry.champion(source_id)
-    target = max(record["version"] for record in registry.versions(source_id) if record["version"] != first)
-    history_before = len(registry.ledger(source_id))
+    first, etag = registry.champion(source_id)
+    reigned = {entry["version"] for entry in registry.ledger(source_id)}
+    other = max(record["version"] for record in registry.versions(source_id) if record["version"] not in reigned)
 
     assert call(stack, "POST", f"/api/sources/{source_id}/rollback", {"version": 99})[0] == 404
     assert call(stack, "POST", f"/api/sources/{source_id}/rollback", {"version": "one"})[0] == 400
-    status, answer = call(stack, "POST", f"/api/sources/{source_id}/rollback", {"version": target})
+    # Only an earlier champion is a rollback target: `other` never reigned yet.
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/rollback", {"version": other})
+    assert status == 409 and other not in answer["allowed_versions"] and registry.champion(source_id)[0] == first
+    registry.set_champion(source_id, other, etag, "an operator's choice, as a promotion would")
+    history_before = len(registry.ledger(source_id))
+
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/rollback", {"version": first})
     assert status == 202 and answer["id"] == f"retrain-{source_id}"
     runs = wait_for_runs(stack, source_id, runs_so_far + 1)
     assert runs[-1]["outcome"] == "rolled_back" and runs[-1]["trigger"] == "rollback"
-    assert registry.champion(source_id)[0] == target
-    assert runs[-1]["image"]["state"] == "succeeded" and runs[-1]["image"]["image"].endswith(f":{target}")
+    assert registry.champion(source_id)[0] == first
+    assert runs[-1]["image"]["state"] == "succeeded" and runs[-1]["image"]["image"].endswith(f":{first}")
 
     status, body = call(stack, "GET", f"/api/sources/{source_id}/ledger")
     ledger = body["ledger"]
     assert status == 200 and len(ledger) == history_before + 1
     previous, latest = ledger[-2], ledger[-1]
-    assert (previous["version"], latest["version"]) == (first, target) and latest["kind"] == "rollback"
+    assert (previous["version"], latest["version"]) == (other, first) and latest["kind"] == "rollback"
     assert [entry["to"] for entry in ledger].count(None) == 1  # one reign at a time
     assert previous["to"] == latest["from"] and latest["to"] is None
-    assert previous["image"]["image"].endswith(f":{first}") and latest["image"]["image"].endswith(f":{target}")
+    assert ledger[-3]["version"] == first and ledger[-3]["image"]["image"].endswith(f":{first}")
+    assert latest["image"]["image"].endswith(f":{first}")
