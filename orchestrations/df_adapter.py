@@ -105,6 +105,17 @@ class DurableFunctionsTask(dt.Task):
     def is_failed(self) -> bool:
         return self.inner.state is TaskState.FAILED
 
+    def cancel(self) -> bool:
+        """Cancel a timer that has not fired (durabletask's `TimerTask.cancel`); False if it already has.
+
+        DF 1.x marks the timer's action `isCanceled`, so the extension does not hold the instance open until
+        the timer fires; its own `cancel` raises on a completed timer, durabletask's returns False.
+        """
+        if self.inner.is_completed or not hasattr(self.inner, "cancel"):
+            return False
+        self.inner.cancel()
+        return True
+
     def get_result(self):
         if not self.inner.is_completed:
             raise ValueError("The task has not completed.")

@@ -347,6 +347,8 @@ def wait_until_quiet(ctx, signals: Signals, request: RetrainRequest):
         winner = yield when_any([upload, quiet])
         if winner is quiet:
             return request
+        # Durable Functions keeps an instance running until its open timers fire: cancel the one that lost.
+        quiet.cancel()
         request = request.absorb(upload.get_result())
         if request.manual:
             return request
@@ -360,6 +362,7 @@ def drain_signals(ctx, signals: Signals, request: RetrainRequest):
         winner = yield when_any([upload, now])
         if winner is now:
             return request
+        now.cancel()
         request = request.absorb(upload.get_result())
 
 

@@ -50,6 +50,10 @@ class Replay:
     continued_with: object = None
     episodes: int = 0
     history: list[dict] = field(default_factory=list)
+    # Fire times of the timers the orchestrator canceled (the extension drops them) and of those neither fired
+    # nor canceled when it finished (the extension keeps the instance Running until they fire).
+    canceled_timers: list[datetime] = field(default_factory=list)
+    open_timers: list[datetime] = field(default_factory=list)
 
     def names(self) -> list[str]:
         return [call.name for call in self.calls]
@@ -88,6 +92,7 @@ class DurableFunctionsReplayHost:
         processed = 0
         next_id = 0
         open_timers: list[tuple[int, datetime]] = []
+        timer_of_action: dict[int, int] = {}  # index of a CreateTimer action -> its timer's event id
         for _ in range(max_episodes):
             replay.episodes += 1
             context = {
@@ -103,10 +108,14 @@ class DurableFunctionsReplayHost:
                 replay.custom_statuses.append(state["customStatus"])
             history.append(self._event(ORCHESTRATOR_COMPLETED, now))
             actions = [action for group in state.get("actions", []) for action in group]
-            new_actions, processed = actions[processed:], len(actions)
+            # A timer the orchestrator canceled comes back with `isCanceled` on its action: the extension drops it.
+            canceled = {timer_of_action.get(index) for index, action in enumerate(actions) if action.get("isCanceled")}
+            replay.canceled_timers += [fire_at for timer_id, fire_at in open_timers if timer_id in canceled]
+            open_timers = [(timer_id, fire_at) for timer_id, fire_at in open_timers if timer_id not in canceled]
+            new_actions, first_new, processed = actions[processed:], processed, len(actions)
             completions: list[dict] = []
             now = now + timedelta(seconds=1)
-            for action in new_actions:
+            for index, action in enumerate(new_actions, start=first_new):
                 kind = action["actionType"]
                 if kind in (CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY):
                     task_id, next_id = next_id, next_id + 1
@@ -143,7 +152,9 @@ class DurableFunctionsReplayHost:
                     timer_id, next_id = next_id, next_id + 1
                     fire_at = datetime.fromisoformat(action["fireAt"].replace("Z", "+00:00"))
                     history.append(self._event(TIMER_CREATED, now, timer_id, FireAt=action["fireAt"]))
-                    open_timers.append((timer_id, fire_at))
+                    timer_of_action[index] = timer_id
+                    if not action.get("isCanceled"):
+                        open_timers.append((timer_id, fire_at))
                 elif kind == CONTINUE_AS_NEW:
                     replay.continued_with = _json(action.get("input"))
                 elif kind == WAIT_FOR_EVENT:
@@ -151,6 +162,7 @@ class DurableFunctionsReplayHost:
             if state.get("isDone"):
                 replay.output = state.get("output")
                 replay.history = history
+                replay.open_timers = sorted(fire_at for _, fire_at in open_timers)
                 return replay
             if completions:
                 history.append(self._event(ORCHESTRATOR_STARTED, now))

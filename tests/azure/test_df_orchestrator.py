@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import azure.durable_functions as df
 import pytest
@@ -15,6 +15,7 @@ from tests.azure import scenarios
 from tests.azure.df_replay import CALL_ACTIVITY_WITH_RETRY, EXECUTION_STARTED, ORCHESTRATOR_STARTED, DurableFunctionsReplayHost
 
 ORCHESTRATOR = durable_functions_orchestrator(retrain_source)
+START = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
 
 
 def run_on_durable_functions(story: scenarios.Story, payload: dict, **options):
@@ -85,10 +86,16 @@ def test_losing_challenger_keeps_the_champion_and_rebuilds_nothing_new():
 
 def test_upload_during_debounce_is_absorbed_by_identity_of_the_winner():
     replay = run_on_durable_functions(
-        scenarios.happy_story(), scenarios.request(uploads=1), raised=[(UPLOAD_EVENT, {"blob": "A/2026/12/03/b.csv"})]
+        scenarios.happy_story(),
+        scenarios.request(uploads=1, debounce_seconds=30.0),
+        start=START,
+        raised=[(UPLOAD_EVENT, {"blob": "A/2026/12/03/b.csv"})],
     )
     assert replay.payload_of("record_run")["uploads"] == 2
     assert replay.output["outcome"] == "promoted"
+    # The debounce timer the upload beat is canceled (the extension would otherwise hold the instance Running
+    # until it fires, and drop the events raised meanwhile); nothing else is left open.
+    assert replay.canceled_timers == [START + timedelta(seconds=30)] and replay.open_timers == []
 
 
 def test_manual_request_skips_the_debounce_and_follow_up_continues_as_new():
