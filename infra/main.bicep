@@ -13,6 +13,9 @@ param location string
 @description('Create the Event Grid subscription to the blob_created function. The function must exist first: azd sets this after the first deploy (see azure.yaml hooks).')
 param deployEventSubscription bool = false
 
+@description('Object id of the principal running azd up (azd fills AZURE_PRINCIPAL_ID): gets blob data access on the data account')
+param principalId string = ''
+
 @description('VM size of the Azure ML compute cluster that trains')
 param trainingVmSize string = 'Standard_DS3_v2'
 
@@ -37,6 +40,7 @@ module resources 'resources.bicep' = {
     deployEventSubscription: deployEventSubscription
     trainingVmSize: trainingVmSize
     trainingMaxNodes: trainingMaxNodes
+    principalId: principalId
   }
 }
 
@@ -47,3 +51,4 @@ output AZURE_FUNCTION_APP_URL string = resources.outputs.functionAppUrl
 output MULTILINE_STORAGE_ACCOUNT_URL string = resources.outputs.dataBlobEndpoint
 output MULTILINE_AML_WORKSPACE string = resources.outputs.workspaceName
 output MULTILINE_ACR_NAME string = resources.outputs.registryName
+output MULTILINE_AML_IDENTITY_CLIENT_ID string = resources.outputs.trainingIdentityClientId

@@ -1,6 +1,9 @@
-// Everything Multiline needs in one resource group. Identity: one user-assigned managed identity used
-// by the Function App, the Azure ML compute cluster and the Event Grid system topic (dead-lettering),
-// with the least built-in roles that work. No keys anywhere: every data-plane access is Entra ID.
+// Everything Multiline needs in one resource group. Identities: two user-assigned managed identities with
+// the least built-in roles that work, so that neither holds what only the other needs:
+//   - the app identity: the Function App (orchestrations, activities, image builds) and the Event Grid
+//     system topic (dead-lettering);
+//   - the training identity: the Azure ML compute cluster and the pipeline steps it runs.
+// No keys anywhere: every data-plane access is Entra ID.
 
 param environmentName string
 param location string
@@ -8,6 +11,8 @@ param tags object
 param deployEventSubscription bool
 param trainingVmSize string
 param trainingMaxNodes int
+@description('Object id of the user (or CI principal) running azd up: gets blob data access on the data account for uploads and inspection; empty for none')
+param principalId string = ''
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 // Every container of shared/settings.Containers (the code also creates missing ones), plus the dead letters.
@@ -22,12 +27,18 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   azureMLDataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   containerRegistryTasksContributor: 'fb382eab-e894-4461-af04-94435c366c3f'
-  acrPush: '8311e382-0749-4cb8-b61a-304f252e45ec'
+  acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${token}'
+  location: location
+  tags: tags
+}
+
+resource trainingIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-train-${token}'
   location: location
   tags: tags
 }
@@ -139,6 +150,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     sku: { family: 'A', name: 'standard' }
     enableRbacAuthorization: true
     enableSoftDelete: true
+    // Required by the API even though RBAC decides access.
+    accessPolicies: []
   }
 }
 
@@ -163,7 +176,7 @@ resource cluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-10-
   location: location
   identity: {
     type: 'UserAssigned'
-    userAssignedIdentities: { '${identity.id}': {} }
+    userAssignedIdentities: { '${trainingIdentity.id}': {} }
   }
   properties: {
     computeType: 'AmlCompute'
@@ -214,12 +227,17 @@ resource trainingEnvironment 'Microsoft.MachineLearningServices/workspaces/envir
   }
 }
 
+var trainingBaseImage = 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest'
+var trainingCondaFile = loadTextContent('training-conda.yml')
+
+// Environment versions are immutable: the version name is a hash of what defines it, so re-running
+// azd provision with unchanged files is a no-op and an edited conda file becomes a new version by itself.
 resource trainingEnvironmentVersion 'Microsoft.MachineLearningServices/workspaces/environments/versions@2024-10-01' = {
   parent: trainingEnvironment
-  name: '1'
+  name: uniqueString(trainingBaseImage, trainingCondaFile)
   properties: {
-    image: 'mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest'
-    condaFile: loadTextContent('training-conda.yml')
+    image: trainingBaseImage
+    condaFile: trainingCondaFile
     osType: 'Linux'
   }
 }
@@ -274,6 +292,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
         // What the code reads (docs/AZURE.md has the table).
         { name: 'AZURE_CLIENT_ID', value: identity.properties.clientId }
+        { name: 'MULTILINE_AML_IDENTITY_CLIENT_ID', value: trainingIdentity.properties.clientId }
         { name: 'AZURE_SUBSCRIPTION_ID', value: subscription().subscriptionId }
         { name: 'AZURE_RESOURCE_GROUP', value: resourceGroup().name }
         { name: 'MULTILINE_MODE', value: 'azure' }
@@ -323,7 +342,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     }
   }
   // The host reaches its storage with the identity from the first start: grant the roles first.
-  dependsOn: [hostRoles, dataRoles, insightsRoles]
+  dependsOn: [deploymentContainer, hostRoles, dataRoles, insightsRoles]
 }
 
 // ---- Event Grid: BlobCreated in the raw container -> the blob_created function -----------------------
@@ -380,8 +399,8 @@ resource blobCreatedSubscription 'Microsoft.EventGrid/systemTopics/eventSubscrip
   dependsOn: [dataContainer, dataRoles]
 }
 
-// ---- role assignments: the identity's least privileges ------------------------------------------------
-// Data account: read raw uploads, write documents, models, images, dead letters.
+// ---- role assignments: each identity's least privileges ----------------------------------------------
+// App identity on the data account: read raw uploads, write documents, models, images, dead letters.
 resource dataRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(data.id, identity.id, roles.storageBlobDataContributor)
   scope: data
@@ -392,7 +411,8 @@ resource dataRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// Host account: the Functions runtime, the Durable Functions task hub (queues, tables) and the package.
+// App identity on the host account: the Functions runtime, the Durable Functions task hub (queues,
+// tables) and the deployment package.
 resource hostRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]: {
   name: guid(host.id, identity.id, role)
   scope: host
@@ -403,7 +423,9 @@ resource hostRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for r
   }
 }]
 
-// Azure ML: submit and cancel pipeline jobs, register and tag models (Function App and training steps).
+// App identity on Azure ML: submit, poll and cancel pipeline jobs, read and tag model versions. The code
+// snapshot upload (MULTILINE_AML_CODE empty) goes through a SAS the workspace hands out, so no role on
+// Azure ML's own storage account is needed.
 resource mlRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(workspace.id, identity.id, roles.azureMLDataScientist)
   scope: workspace
@@ -414,33 +436,20 @@ resource mlRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// Azure ML's storage: the code snapshot upload when MULTILINE_AML_CODE is empty.
-resource mlStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(mlStorage.id, identity.id, roles.storageBlobDataContributor)
-  scope: mlStorage
-  properties: {
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
-  }
-}
-
-// ACR: Container Registry Tasks Contributor carries listBuildSourceUploadUrl/action, scheduleRun/action and
-// runs/read (upload the build context, queue and poll quick runs) but no image push or pull; AcrPush adds
-// push and pull: for the runs that use the caller's registry permissions, and for the training cluster,
-// which pulls the Azure ML environment image from this registry with the same identity (AcrPush includes
-// the pull permission, so no separate AcrPull assignment).
-resource registryRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in [roles.containerRegistryTasksContributor, roles.acrPush]: {
-  name: guid(registry.id, identity.id, role)
+// App identity on ACR: Container Registry Tasks Contributor carries listBuildSourceUploadUrl/action,
+// scheduleRun/action and runs/read (upload the build context, queue and poll quick runs). The run pushes
+// the image with a token of its own, and the digest comes from the run record, so no AcrPush.
+resource registryRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, identity.id, roles.containerRegistryTasksContributor)
   scope: registry
   properties: {
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.containerRegistryTasksContributor)
   }
-}]
+}
 
-// Application Insights with local auth disabled: telemetry is sent with the identity.
+// App identity on Application Insights (local auth disabled): telemetry is sent with the identity.
 resource insightsRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(insights.id, identity.id, roles.monitoringMetricsPublisher)
   scope: insights
@@ -451,8 +460,54 @@ resource insightsRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// Training identity on the data account: the steps read the job document and raw blobs (identity-based
+// datastores) and write the run's rows, evaluation data and model artifacts.
+resource trainingDataRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(data.id, trainingIdentity.id, roles.storageBlobDataContributor)
+  scope: data
+  properties: {
+    principalId: trainingIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+  }
+}
+
+// Training identity on Azure ML: the register step creates the model version.
+resource trainingMlRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(workspace.id, trainingIdentity.id, roles.azureMLDataScientist)
+  scope: workspace
+  properties: {
+    principalId: trainingIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.azureMLDataScientist)
+  }
+}
+
+// Training identity on ACR: the cluster pulls the built Azure ML environment image (admin user is off).
+resource trainingRegistryRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, trainingIdentity.id, roles.acrPull)
+  scope: registry
+  properties: {
+    principalId: trainingIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
+  }
+}
+
+// The person running azd up: upload data and read results with `az storage blob ... --auth-mode login`
+// (shared keys are off on the data account). No principalType: it may be a user or a CI principal.
+resource deployerDataRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(data.id, principalId, roles.storageBlobDataContributor)
+  scope: data
+  properties: {
+    principalId: principalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+  }
+}
+
 output functionAppName string = functionApp.name
 output functionAppUrl string = 'https://${functionApp.properties.defaultHostName}'
 output dataBlobEndpoint string = data.properties.primaryEndpoints.blob
 output workspaceName string = workspace.name
 output registryName string = registry.name
+output trainingIdentityClientId string = trainingIdentity.properties.clientId

@@ -16,6 +16,7 @@ class AzureSettings:
     subscription_id: str
     resource_group: str
     client_id: str
+    ml_identity_client_id: str
     ml_workspace: str
     ml_compute: str
     ml_environment: str
@@ -36,6 +37,11 @@ class AzureSettings:
             raise ValueError(f"MULTILINE_MODE=azure needs the app settings {keys}; infra/main.bicep sets them")
 
     @property
+    def training_client_id(self) -> str:
+        """The identity the Azure ML steps run as: the training identity, else the app's own."""
+        return self.ml_identity_client_id or self.client_id
+
+    @property
     def acr_login_server(self) -> str:
         return f"{self.acr_name}.azurecr.io"
 
@@ -44,6 +50,7 @@ SETTING_KEYS = {
     "subscription_id": "AZURE_SUBSCRIPTION_ID",
     "resource_group": "AZURE_RESOURCE_GROUP",
     "client_id": "AZURE_CLIENT_ID",
+    "ml_identity_client_id": "MULTILINE_AML_IDENTITY_CLIENT_ID",
     "ml_workspace": "MULTILINE_AML_WORKSPACE",
     "ml_compute": "MULTILINE_AML_COMPUTE",
     "ml_environment": "MULTILINE_AML_ENVIRONMENT",
@@ -60,7 +67,7 @@ SETTING_KEYS = {
 
 DEFAULTS = {
     "ml_compute": "cpu-cluster",
-    "ml_environment": "azureml:multiline-training:1",
+    "ml_environment": "azureml:multiline-training@latest",
     "ml_experiment": "multiline",
     "ml_jobs_datastore": "multiline_jobs",
     "ml_artifacts_datastore": "multiline_artifacts",

@@ -64,7 +64,7 @@ def job_environment(settings: Settings, azure: AzureSettings) -> dict:
         "MULTILINE_AML_WORKSPACE": azure.ml_workspace,
         "MULTILINE_AML_ARTIFACTS_DATASTORE": azure.ml_artifacts_datastore,
         "MULTILINE_AML_MODEL_PREFIX": azure.ml_model_prefix,
-        "AZURE_CLIENT_ID": azure.client_id,
+        "AZURE_CLIENT_ID": azure.training_client_id,
         "OMP_NUM_THREADS": "1",
     }
     return {key: value for key, value in variables.items() if value}
@@ -77,9 +77,10 @@ def build_pipeline_job(job_id: str, source_id: str, instance_id: str | None, set
 
     environment_variables = job_environment(settings, azure)
     # The steps read the job document through an identity-based datastore and write blobs and models:
-    # run them as the deployment's user-assigned identity (attached to the compute cluster), not as
+    # run them as the training identity attached to the compute cluster (infra/resources.bicep), not as
     # whatever Azure ML would pick by default.
-    identity = ManagedIdentityConfiguration(client_id=azure.client_id) if azure.client_id else None
+    client_id = azure.training_client_id
+    identity = ManagedIdentityConfiguration(client_id=client_id) if client_id else None
 
     def component(step: str, inputs: dict, outputs: dict, arguments: str):
         return command(

@@ -82,11 +82,12 @@ def test_submit_creates_a_pipeline_of_four_command_steps(fake, backend, storage)
     assert register["inputs"]["model"]["value"] == "${{parent.jobs.multiline_train.outputs.model}}"
     assert register["inputs"]["rows"]["value"] == "${{parent.jobs.multiline_filter.outputs.rows}}"
     variables = job["jobs"]["multiline_filter"]["environment_variables"]
-    assert variables["MULTILINE_MODE"] == "azure" and variables["AZURE_CLIENT_ID"] == "11111111-1111-1111-1111-111111111111"
+    assert variables["MULTILINE_MODE"] == "azure" and variables["AZURE_CLIENT_ID"] == "22222222-2222-2222-2222-222222222222"
     assert variables["MULTILINE_STORAGE_ACCOUNT_URL"] == "https://stmultiline.blob.core.windows.net"
     assert job["tags"] == {"source_id": "A", "instance_id": "retrain-A"}
-    # Every step runs as the deployment's user-assigned identity, not Azure ML's default.
-    expected_identity = {"identity_type": "Managed", "client_id": "11111111-1111-1111-1111-111111111111"}
+    # Every step runs as the training identity attached to the cluster: not Azure ML's default, and not
+    # the Function App's identity (which holds roles the steps must not have).
+    expected_identity = {"identity_type": "Managed", "client_id": "22222222-2222-2222-2222-222222222222"}
     assert all(step["identity"] == expected_identity for step in job["jobs"].values())
 
 

@@ -37,8 +37,6 @@ def settings_in_infra() -> set[str]:
     return set(re.findall(r"\{ name: '([A-Za-z0-9_]+)', value:", bicep)) - HOST_ONLY_INFRA
 
 
-# Read by the code but not yet in local.settings.sample.json, which this change could not edit (the local
-# build is being changed elsewhere). The defaults apply locally; remove a key here once the sample lists it.
 def test_sample_settings_match_the_code():
     assert settings_in_sample() == settings_read_by_code()
 
@@ -68,6 +66,7 @@ def test_infra_values_point_at_the_right_resources():
     assert values["MULTILINE_AML_ARTIFACTS_DATASTORE"] == "artifactsDatastore.name"
     # The client id (not the principal id or resource id) is what azure-identity takes from AZURE_CLIENT_ID.
     assert values["AZURE_CLIENT_ID"] == "identity.properties.clientId"
+    assert values["MULTILINE_AML_IDENTITY_CLIENT_ID"] == "trainingIdentity.properties.clientId"
     assert values["MULTILINE_AML_ENVIRONMENT"] == "'azureml:${trainingEnvironment.name}:${trainingEnvironmentVersion.name}'"
 
 
@@ -100,6 +99,7 @@ def test_infra_literal_values_load(monkeypatch):
     expressions = {
         "data.properties.primaryEndpoints.blob": "https://stdata0123456789abc.blob.core.windows.net/",
         "identity.properties.clientId": "11111111-1111-1111-1111-111111111111",
+        "trainingIdentity.properties.clientId": "22222222-2222-2222-2222-222222222222",
         "subscription().subscriptionId": "00000000-0000-0000-0000-000000000000",
         "resourceGroup().name": "rg-multiline",
         "workspace.name": "mlw-0123456789abc",
@@ -107,7 +107,7 @@ def test_infra_literal_values_load(monkeypatch):
         "jobsDatastore.name": "multiline_jobs",
         "artifactsDatastore.name": "multiline_artifacts",
         "registry.name": "cr0123456789abc",
-        "'azureml:${trainingEnvironment.name}:${trainingEnvironmentVersion.name}'": "azureml:multiline-training:1",
+        "'azureml:${trainingEnvironment.name}:${trainingEnvironmentVersion.name}'": "azureml:multiline-training:abc123def4567",
         "insights.properties.ConnectionString": "",  # telemetry is configured by function_app.py, not here
     }
     for name, value in infra_app_settings().items():
@@ -124,3 +124,54 @@ def test_infra_literal_values_load(monkeypatch):
     assert azure.ml_jobs_datastore == "multiline_jobs" and azure.ml_artifacts_datastore == "multiline_artifacts"
     assert azure.acr_login_server == "cr0123456789abc.azurecr.io"
     azure.require("subscription_id", "resource_group", "client_id", "ml_workspace", "ml_compute", "ml_environment", "acr_name")
+    # The steps run as the training identity, which is not the app's.
+    assert azure.training_client_id == "22222222-2222-2222-2222-222222222222" != azure.client_id
+
+
+# ---- role assignments: each identity holds what its code paths need, and nothing only the other needs ----------
+
+
+def role_assignments() -> set[tuple[str, str, str]]:
+    """(principal, scope, role) of every role assignment in infra/resources.bicep (loops expanded)."""
+    bicep = (PROJECT_ROOT / "infra" / "resources.bicep").read_text()
+    found = set()
+    pattern = (
+        r"resource \w+ 'Microsoft.Authorization/roleAssignments@[^']+' = (?:\[for role in \[([^\]]+)\]: |if \(.+?\) )?\{(.*?)\n\}"
+    )
+    for loop, body in re.findall(pattern, bicep, re.S):
+        scope = re.search(r"\n  scope: (\w+)", body).group(1)
+        principal = re.search(r"principalId: (\w+)", body).group(1)
+        role = re.search(r"roleDefinitions', (?:roles\.)?(\w+)\)", body).group(1)
+        for each in [r.strip().removeprefix("roles.") for r in loop.split(",")] if loop else [role]:
+            found.add((principal, scope, each))
+    return found
+
+
+def test_the_app_and_training_identities_hold_least_roles():
+    roles = role_assignments()
+    app = {(scope, role) for principal, scope, role in roles if principal == "identity"}
+    training = {(scope, role) for principal, scope, role in roles if principal == "trainingIdentity"}
+    assert app == {
+        ("data", "storageBlobDataContributor"),
+        ("host", "storageBlobDataOwner"),
+        ("host", "storageQueueDataContributor"),
+        ("host", "storageTableDataContributor"),
+        ("workspace", "azureMLDataScientist"),
+        ("registry", "containerRegistryTasksContributor"),
+        ("insights", "monitoringMetricsPublisher"),
+    }
+    assert training == {
+        ("data", "storageBlobDataContributor"),
+        ("workspace", "azureMLDataScientist"),
+        ("registry", "acrPull"),
+    }
+    # The person running azd up can upload with --auth-mode login (shared keys are off).
+    assert ("principalId", "data", "storageBlobDataContributor") in roles
+
+
+def test_the_cluster_runs_as_the_training_identity():
+    bicep = (PROJECT_ROOT / "infra" / "resources.bicep").read_text()
+    cluster = re.search(r"resource cluster .*?\n\}", bicep, re.S).group(0)
+    assert "userAssignedIdentities: { '${trainingIdentity.id}': {} }" in cluster
+    function_app = re.search(r"resource functionApp .*?\n\}", bicep, re.S).group(0)
+    assert "trainingIdentity.id" not in function_app
