@@ -20,7 +20,7 @@ from azure.storage.blob import BlobClient
 
 from shared import codec
 from shared.azure_settings import AzureSettings
-from shared.image_context import context_for_version, image_name
+from shared.image_context import NO_EVALUATION_ROWS, context_for_version, image_name
 from shared.ports import NotFound, Storage
 from shared.settings import Settings
 from shared.spec import ModelSpec
@@ -91,7 +91,9 @@ class AcrImageBuilder:
         from azure.mgmt.containerregistry.v2019_06_01_preview.models import Argument, DockerBuildRequest, PlatformProperties
 
         build_id = build_id_for(source_id, version)
-        _, context, context_digest, _ = context_for_version(self.storage, self.registry, self.spec, source_id, version, eval_uri)
+        _, context, context_digest, has_rows = context_for_version(
+            self.storage, self.registry, self.spec, source_id, version, eval_uri
+        )
         context_name = f"{build_id}/context.tar.gz"
         self.storage.write(self.container, context_name, context)
         image = f"{self.azure.acr_login_server}/{image_name(source_id, version)}"
@@ -103,6 +105,11 @@ class AcrImageBuilder:
             "started_at": datetime.now(timezone.utc).isoformat(),
             "builder": "acr-tasks",
         }
+        if not has_rows:
+            # The Dockerfile's smoke test needs the rows; fail with the reason, as the local builder does,
+            # rather than spend an ACR run on a build that fails at that step.
+            self._write(build_id, {**base, "state": "failed", "error": f"smoke test failed: {NO_EVALUATION_ROWS}"})
+            return build_id
         group, registry_name = self.azure.resource_group, self.azure.acr_name
         try:
             upload = self.acr.registries.get_build_source_upload_url(group, registry_name)

@@ -55,6 +55,9 @@ def model_card(source_id: str, version: int, record: dict, spec: ModelSpec) -> d
     }
 
 
+NO_EVALUATION_ROWS = "no evaluation rows to smoke-test the image with"
+
+
 def build_context(
     source_id: str, version: int, model_bytes: bytes, record: dict, spec: ModelSpec, evaluation: bytes | None
 ) -> tuple[bytes, str]:

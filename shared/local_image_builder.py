@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from shared import codec
-from shared.image_context import context_for_version, image_name
+from shared.image_context import NO_EVALUATION_ROWS, context_for_version, image_name
 from shared.ports import NotFound, Storage
 from shared.spec import ModelSpec
 
@@ -59,7 +59,7 @@ class LocalImageBuilder:
 
     def _smoke_test(self, context: bytes, has_rows: bool) -> dict:
         if not has_rows:
-            return {"ok": False, "output": "no evaluation rows to smoke-test the image with"}
+            return {"ok": False, "output": NO_EVALUATION_ROWS}
         with tempfile.TemporaryDirectory(prefix="multiline-image-") as folder:
             with tarfile.open(fileobj=io.BytesIO(context), mode="r:gz") as archive:
                 archive.extractall(folder, filter="data")

@@ -114,3 +114,16 @@ def test_an_image_whose_self_test_disagrees_with_the_registry_fails(builder, sto
 def test_an_unknown_build_is_failed_with_the_reason(builder):
     status = builder.status("nobody/000042")
     assert status["state"] == "failed" and "unknown" in status["error"]
+
+
+def test_a_model_without_evaluation_rows_fails_with_the_reason(builder, storage, trained):
+    """The Dockerfile smoke-tests the image on the model's evaluation rows: without them no builder builds."""
+    source_id, version, registry = trained
+    record = registry.get(source_id, version)
+    assert record.get("eval_uri")
+    tags = {key: value for key, value in record.items() if key not in ("version", "sha256", "registered_at", "eval_uri")}
+    bare = registry.register(source_id, registry.model_bytes(source_id, version), tags)
+    status = build(builder, source_id, bare)
+    assert status["state"] == "failed"
+    assert status["error"] == "smoke test failed: no evaluation rows to smoke-test the image with"
+    assert builder.image_for(source_id, bare) is None
