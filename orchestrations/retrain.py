@@ -147,7 +147,10 @@ def retrain_source(ctx, payload: dict):
         ctx.continue_as_new(asdict(waiting), save_events=True)
         return None
     step("done", outcome=record["outcome"])
-    return {key: record.get(key) for key in ("source_id", "run_id", "outcome", "champion_version", "error")}
+    output = {key: record.get(key) for key in ("source_id", "run_id", "outcome", "champion_version", "error")}
+    if record.get("image"):  # what a deployment pipeline waits for: the champion's edge image
+        output["image"] = {key: record["image"].get(key) for key in ("state", "image", "digest", "error")}
+    return output
 
 
 def run_steps(ctx, request: RetrainRequest, record: dict, step):

@@ -52,6 +52,8 @@ def test_happy_path_promotes_and_builds_the_image():
     assert (promote["source_id"], promote["version"], promote["expected_etag"]) == ("A", 2, '"0x1"')
     assert promote["reason"] == story.comparison["reason"]
     assert replay.output["outcome"] == "promoted"
+    # The output names the champion's edge image: what a deployment pipeline (retrain.yml) waits for.
+    assert replay.output["image"] == {"state": "succeeded", "image": "edge-a:2", "digest": "sha256:ab", "error": None}
     # Every activity is told which instance called it (telemetry), and steps are retried as on durabletask.
     assert {call.instance_id for call in replay.calls} == {"retrain-A"}
     assert replay.calls[0].retry == {
