@@ -8,8 +8,13 @@ result and status documents next to the job document, where `status` reads them.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import threading
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -38,6 +43,42 @@ AML_STATES = {
 }
 
 STEPS = ("filter", "preprocess", "train", "register")
+
+
+def stage_code_snapshot(root: Path, target: Path) -> Path:
+    """Copy what `.amlignore` keeps of `root` into `target` (empty or missing) and return `target`.
+
+    azure-ai-ml walks the whole code folder, every file tested against the ignore patterns, once to hash it
+    and again to size it, on every submit. The deployed Function App folder also holds the remote build's
+    `.python_packages/` (tens of thousands of files), so the steps' code is staged once per process into a
+    folder of its own: ignored folders are pruned, not walked, and equal sources give an equal content
+    hash, so Azure ML still uploads each version of the code once. The matcher is azure-ai-ml's own, so the
+    staged files are exactly what it would have uploaded from `root`.
+    """
+    from azure.ai.ml._utils._asset_utils import get_ignore_file
+
+    ignore = get_ignore_file(root)
+    for folder, subfolders, files in os.walk(root):
+        base = Path(folder)
+        subfolders[:] = sorted(name for name in subfolders if not ignore.is_file_excluded(base / name / "x"))
+        for name in files:
+            if not ignore.is_file_excluded(base / name):
+                destination = target / (base / name).relative_to(root)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(base / name, destination)
+    return target
+
+
+_snapshot_lock = threading.Lock()
+_snapshots: dict[Path, Path] = {}
+
+
+def code_snapshot(root: Path = PROJECT_ROOT) -> Path:
+    """The staged code folder of `root` for this process (staged on first use)."""
+    with _snapshot_lock:
+        if root not in _snapshots:
+            _snapshots[root] = stage_code_snapshot(root, Path(tempfile.mkdtemp(prefix="multiline-aml-code-")))
+        return _snapshots[root]
 
 
 def status_name(status) -> str:
@@ -143,9 +184,13 @@ class AzureMLTrainingBackend:
         self.settings = settings
         self.azure = azure
         self.container = settings.containers.jobs
-        # A registered code asset when set (no upload per job); else the deployed project folder, which
-        # azure-ai-ml uploads once and reuses by content hash (.amlignore keeps it to the code).
-        self.code = code or azure.ml_code or str(PROJECT_ROOT)
+        # A registered code asset when set (no upload per job); else the deployed project's code, staged
+        # once per process (see `stage_code_snapshot`), which azure-ai-ml uploads once per content hash.
+        self._code = code or azure.ml_code
+
+    @property
+    def code(self) -> str:
+        return self._code or str(code_snapshot())
 
     def submit(self, job: dict) -> str:
         job_id = job.get("job_id") or f"{job['source_id']}-{uuid.uuid4().hex[:12]}"

@@ -204,6 +204,35 @@ def test_the_code_snapshot_has_every_module_the_steps_import():
     assert dropped == [], f".amlignore drops modules `python -m training.steps` imports: {dropped}"
 
 
+def test_the_staged_code_snapshot_is_what_azure_ml_would_upload_from_the_project(tmp_path):
+    """The backend hands Azure ML a staged copy (no walk through .python_packages/ per submit): same files, same hash."""
+    from azure.ai.ml._utils._asset_utils import get_content_hash, get_upload_files_from_folder
+
+    from shared.azure_training import stage_code_snapshot
+
+    staged = stage_code_snapshot(ROOT, tmp_path / "code")
+    staged_files = {path.relative_to(staged).as_posix() for path in staged.rglob("*") if path.is_file()}
+    uploaded = {relative for _, relative in get_upload_files_from_folder(ROOT, ignore_file=get_ignore_file(ROOT))}
+    assert staged_files == uploaded
+    modules, _ = training_closure()
+    assert _files(modules) <= staged_files
+    assert get_content_hash(staged, get_ignore_file(staged)) == get_content_hash(ROOT, get_ignore_file(ROOT))
+
+
+def test_the_backend_submits_the_staged_snapshot_unless_a_code_asset_is_set(monkeypatch):
+    from shared.azure_settings import load_azure_settings
+    from shared.azure_training import AzureMLTrainingBackend
+    from shared.settings import load_settings
+
+    monkeypatch.setenv("MULTILINE_AML_CODE", "")
+    backend = AzureMLTrainingBackend(None, None, load_settings(), load_azure_settings())
+    code = Path(backend.code)
+    assert code != ROOT and (code / "training" / "steps.py").is_file() and not (code / ".venv").exists()
+    assert backend.code == str(code)  # staged once per process
+    monkeypatch.setenv("MULTILINE_AML_CODE", "azureml:multiline-code:3")
+    assert AzureMLTrainingBackend(None, None, load_settings(), load_azure_settings()).code == "azureml:multiline-code:3"
+
+
 @pytest.mark.parametrize("path", NEVER_UPLOADED)
 def test_the_code_snapshot_drops_heavy_and_private_files(path):
     assert _excluded(get_ignore_file(ROOT), path), f".amlignore lets {path} into the Azure ML code snapshot"
