@@ -330,16 +330,24 @@ def roll_back(ctx, request: RetrainRequest, record: dict, step):
 
 class Signals:
     """The one pending wait for `upload` events. Reusing it matters: an event goes to the oldest waiter,
-    so a fresh waiter per loop would leave events stranded on abandoned ones."""
+    so a fresh waiter per loop would leave events stranded on abandoned ones. The waiter is replaced only
+    once its event was taken: a wait that lost a race (the debounce timer fired first) stays open through
+    the run, and a signal raised meanwhile (a retrain or rollback request) completes it unseen; dropping a
+    completed waiter there would drop that request."""
 
     def __init__(self, ctx):
         self.ctx = ctx
         self.waiter = None
 
     def next(self):
-        if self.waiter is None or self.waiter.is_complete:
+        if self.waiter is None:
             self.waiter = self.ctx.wait_for_external_event(UPLOAD_EVENT)
         return self.waiter
+
+    def take(self):
+        """The signal of the waiter that won; the next wait is a new one."""
+        signal, self.waiter = self.waiter.get_result(), None
+        return signal
 
 
 def wait_until_quiet(ctx, signals: Signals, request: RetrainRequest):
@@ -352,7 +360,7 @@ def wait_until_quiet(ctx, signals: Signals, request: RetrainRequest):
             return request
         # Durable Functions keeps an instance running until its open timers fire: cancel the one that lost.
         quiet.cancel()
-        request = request.absorb(upload.get_result())
+        request = request.absorb(signals.take())
         if request.manual:
             return request
 
@@ -366,7 +374,7 @@ def drain_signals(ctx, signals: Signals, request: RetrainRequest):
         if winner is now:
             return request
         now.cancel()
-        request = request.absorb(upload.get_result())
+        request = request.absorb(signals.take())
 
 
 def poll_until_terminal(ctx, activity: str, payload: dict, poll_seconds: float, deadline_seconds: float):

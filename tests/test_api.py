@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from tests.conftest import monthly_csv, months_from, raw_name
-from tests.stack_helpers import call, fast_settings, running_stack, wait_for_runs
+from tests.stack_helpers import call, fast_settings, running_stack, wait_for_runs, wait_for_step
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,20 @@ def test_requests_to_a_busy_orchestration_say_they_are_queued_and_replaced_by_a_
         assert "after the current run" in answer["queued"] and "replaces this one" in answer["queued"]
     runs = wait_for_runs(stack, source_id, 2)
     assert [run["start"] for run in runs][-1].startswith("2016-02-01")  # only the last one ran after the first
+
+
+def test_a_request_during_a_run_an_upload_started_runs_after_it(stack):
+    """The run began after the debounce, whose wait for signals stayed open: the request lands there, and must
+    still be the follow-up run (it was once dropped, the orchestration ending as if nothing had been asked)."""
+    source_id = new_source("Queued")
+    for (year, month), payload in monthly_csv("Dongsi", months_from(2016, 1, 2)).items():
+        stack.ports.storage.write("raw", raw_name(source_id, year, month), payload)
+    wait_for_step(stack, source_id, "training")
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", {"start": "2016-01-15", "filters": {"wd": "N"}})
+    assert status == 202 and answer["action"] == "signaled", answer
+    first, second = wait_for_runs(stack, source_id, 2)
+    assert first["trigger"] == "upload" and second["trigger"] == "manual"
+    assert second["start"].startswith("2016-01-15") and second["filters"] == {"wd": "N"}
 
 
 def test_an_unknown_source_is_404_and_a_known_one_is_not(stack):

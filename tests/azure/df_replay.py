@@ -77,10 +77,12 @@ class DurableFunctionsReplayHost:
         payload: dict,
         *,
         start: datetime | None = None,
-        raised: list[tuple[str, object]] | None = None,
+        raised: list[tuple] | None = None,
         max_episodes: int = 200,
     ) -> Replay:
-        """Run one generation. `raised` events are delivered, one per episode, while the orchestration waits."""
+        """Run one generation. `raised` events, `(name, data)` or `(name, data, after_activity)`, are delivered
+        in order, one per episode, while the orchestration waits (the latter only once `after_activity` was
+        called: an event raised during a run, while the orchestrator waits on a poll timer)."""
         now = start or datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
         input_json = json.dumps(payload)
         history = [
@@ -168,8 +170,8 @@ class DurableFunctionsReplayHost:
                 history.append(self._event(ORCHESTRATOR_STARTED, now))
                 history.extend(completions)
                 continue
-            if to_raise:
-                name, data = to_raise.popleft()
+            if to_raise and (len(to_raise[0]) < 3 or to_raise[0][2] in replay.names()):
+                name, data = to_raise.popleft()[:2]
                 history.append(self._event(ORCHESTRATOR_STARTED, now))
                 history.append(self._event(EVENT_RAISED, now, -1, Name=name, Input=json.dumps(data)))
                 continue

@@ -110,6 +110,22 @@ def test_manual_request_skips_the_debounce_and_follow_up_continues_as_new():
     assert replay.continued_with["trigger"] == "follow-up" and replay.output is None
 
 
+def test_a_request_raised_during_a_run_the_debounce_started_is_the_follow_up():
+    """The debounce's wait for signals lost to its timer and stays open through the run: a retrain request raised
+    while training completes that wait, and the follow-up generation must carry it (it used to be dropped)."""
+    manual = {"manual": True, "start": "2016-01-15T00:00:00", "end": None, "filters": {"wd": "N"}}
+    replay = run_on_durable_functions(
+        scenarios.happy_story(),
+        scenarios.request(uploads=1, debounce_seconds=30.0),
+        start=START,
+        raised=[(UPLOAD_EVENT, manual, "get_training_status")],
+    )
+    assert replay.payload_of("record_run")["outcome"] == "promoted" and replay.output is None
+    follow_up = replay.continued_with
+    assert follow_up["trigger"] == "manual" and follow_up["manual"] is True
+    assert follow_up["start"] == "2016-01-15T00:00:00" and follow_up["filters"] == {"wd": "N"}
+
+
 def test_a_step_that_keeps_failing_is_retried_then_recorded_as_failed():
     story = scenarios.happy_story()
     activities = story.activities()
