@@ -347,3 +347,15 @@ def test_the_training_environment_allows_the_same_versions_as_the_function_app()
             assert req.specifier == app[name].specifier, (
                 f"{name}: conda {req.specifier} vs requirements.txt {app[name].specifier}"
             )
+
+
+def test_the_model_libraries_are_pinned_to_one_version_everywhere():
+    """Trained on Azure ML, unpickled by the Function App and the edge image: one exact version of each library."""
+    from shared.image_context import EDGE_PACKAGES
+
+    app, conda = app_requirements(), conda_pip_requirements()
+    for name in EDGE_PACKAGES:
+        pins = {str(req.specifier) for req in (app[name], conda[name])}
+        assert len(pins) == 1 and next(iter(pins)).startswith("=="), f"{name}: {pins}"
+        # The edge image pins what is installed where the app runs; here, that is this environment.
+        assert next(iter(pins)) == f"=={metadata.version(name)}", f"{name} installed {metadata.version(name)}"
