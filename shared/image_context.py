@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
 from importlib.metadata import version as package_version
 
@@ -16,9 +17,24 @@ EDGE_DIR = PROJECT_ROOT / "edge"
 EDGE_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "joblib", "pyarrow")
 
 
+# A repository path component as the OCI distribution spec allows it: lower-case alphanumerics joined by
+# single separators ('.', '_', '__' or a run of '-'), never starting or ending with one.
+_REPOSITORY_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
+
+
+def image_repository(source_id: str) -> str:
+    """`edge-<source id in lower case>`; an id the registry would refuse as is (`abc-`, `a___b`, `a-_b`, all
+    allowed source ids) gets its separators tidied and a short hash of the original id, so that two such
+    ids never share a repository."""
+    name = f"edge-{source_id.lower()}"
+    if _REPOSITORY_COMPONENT.fullmatch(name):
+        return name
+    tidy = "-".join(re.findall(r"[a-z0-9]+", source_id.lower()))
+    return f"edge-{tidy}-{hashlib.sha256(source_id.encode()).hexdigest()[:8]}"
+
+
 def image_name(source_id: str, version: int) -> str:
-    # Docker repository names are lower case.
-    return f"edge-{source_id.lower()}:{version}"
+    return f"{image_repository(source_id)}:{version}"
 
 
 def edge_requirements() -> str:

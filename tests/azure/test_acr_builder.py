@@ -141,3 +141,26 @@ def test_throttled_poll_is_retried_after_retry_after(fake, builder):
     fake.on("GET", r"/runs/ca1\?", [arm_error(429, "TooManyRequests", "throttled") + ({"Retry-After": "0"},), _run("Running")])
     assert builder.status(build_id)["state"] == "running"
     assert len(fake.matching("GET", "/runs/ca1")) == 2
+
+
+# Every source id the default pattern accepts becomes a repository name a registry takes (OCI distribution
+# spec: lower-case components, single separators, alphanumeric at both ends), and distinct ids stay distinct.
+ODD_SOURCE_IDS = ["Aotizhongxin", "abc", "abc-", "abc_", "abc__", "a___b", "a-_b", "a_-b", "a--b", "A", "x9"]
+
+
+def test_every_allowed_source_id_makes_a_valid_distinct_image_name():
+    import re
+
+    from shared.image_context import image_name
+    from shared.settings import load_settings
+
+    allowed = re.compile(load_settings().source_id_pattern)
+    reference = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+    names = {}
+    for source_id in ODD_SOURCE_IDS:
+        assert allowed.fullmatch(source_id), source_id
+        name = image_name(source_id, 3)
+        assert reference.fullmatch(name), f"{source_id} -> {name}"
+        names[name] = source_id
+    assert len(names) == len(ODD_SOURCE_IDS)
+    assert image_name("Aotizhongxin", 3) == "edge-aotizhongxin:3" and image_name("a-_b", 3).startswith("edge-a-b-")
