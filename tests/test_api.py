@@ -144,7 +144,8 @@ def test_a_request_during_a_run_an_upload_started_runs_after_it(stack):
     status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", {"start": "2016-01-15", "filters": {"wd": "N"}})
     assert status == 202 and answer["action"] == "signaled", answer
     first, second = wait_for_runs(stack, source_id, 2)
-    assert first["trigger"] == "upload" and second["trigger"] == "manual"
+    # Started by the upload's event or, on a busy machine, by the reconcile timer first: both wait out the debounce.
+    assert first["trigger"] in ("upload", "reconcile") and second["trigger"] == "manual"
     assert second["start"].startswith("2016-01-15") and second["filters"] == {"wd": "N"}
 
 
