@@ -23,10 +23,11 @@ _REPOSITORY_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 
 
 def image_repository(source_id: str) -> str:
-    """`edge-<source id in lower case>`; an id the registry would refuse as is (`abc-`, `a___b`, `a-_b`, all
-    allowed source ids) gets its separators tidied and a short hash of the original id, so that two such
-    ids never share a repository."""
-    name = f"edge-{source_id.lower()}"
+    """`edge-<source id>` when the id is a valid repository name as it is; otherwise the id in lower case
+    with its separators tidied, plus a short hash of the id itself. Source ids are case-sensitive (blob
+    folders are) but repository names are lower case, so `Dongsi` and `dongsi`, two sources, must not share
+    `edge-dongsi`; nor may ids the registry would refuse (`abc-`, `a___b`, `a-_b`, all allowed)."""
+    name = f"edge-{source_id}"
     if _REPOSITORY_COMPONENT.fullmatch(name):
         return name
     tidy = "-".join(re.findall(r"[a-z0-9]+", source_id.lower()))

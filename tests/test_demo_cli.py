@@ -5,6 +5,7 @@ import subprocess
 import sys
 from datetime import date
 
+from shared.image_context import image_name
 from shared.settings import PROJECT_ROOT
 from tests.conftest import station_frame
 
@@ -52,7 +53,7 @@ def test_demo_on_another_folder_of_files(tmp_path, fast_spec_path):
         assert [item["round"] for item in row["history"]] == [0, 1]
         assert row["history"][0]["outcome"] == "promoted"
         assert all(item["outcome"] in ("promoted", "kept") for item in row["history"])
-        assert row["image"] == f"edge-{row['source_id'].lower()}:{row['champion_version']}"
+        assert row["image"] == image_name(row["source_id"], row["champion_version"])
     assert report["totals"]["failed"] == []
     assert sorted((path.name, path.stat().st_mtime_ns) for path in data.iterdir()) == before  # never written into
 

@@ -13,6 +13,7 @@ import pytest
 from local.devices import log_live_predictions
 from local.relay import blob_created_event
 from local.stack import LocalStack, StackOptions
+from shared.image_context import image_name
 from shared.run_store import runs_of
 from tests.conftest import monthly_csv, months_from, raw_name
 
@@ -81,7 +82,7 @@ def test_uploads_train_register_promote_and_package_then_compare_on_the_next_mon
         else:
             assert champion_version == 1 and champion["candidate"] == "per_source"
         assert first["image"]["state"] == "succeeded"
-        assert first["image"]["image"] == f"edge-{source_id.lower()}:{champion_version}"
+        assert first["image"]["image"] == image_name(source_id, champion_version)
         assert registry.ledger(source_id)[-1]["image"]["image"] == first["image"]["image"]
 
     source_id, station = next(iter(sources.items()))
@@ -113,7 +114,7 @@ def test_uploads_train_register_promote_and_package_then_compare_on_the_next_mon
     assert rows[source_id]["challenger_loss"] == pytest.approx(comparison["challenger_loss"])
     assert rows[source_id]["decision"] == second["outcome"]
     status, one = call(stack, "GET", f"/api/sources/{source_id}")
-    assert status == 200 and one["image"] == f"edge-{source_id.lower()}:{one['champion_version']}"
+    assert status == 200 and one["image"] == image_name(source_id, one["champion_version"])
     status, run = call(stack, "GET", f"/api/runs/retrain-{source_id}")
     assert status == 200 and run["runtime_status"] == "completed" and run["custom_status"]["step"] == "done"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 
 import pytest
 
@@ -16,6 +17,8 @@ REGISTRY_PATH = (
     f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/Microsoft.ContainerRegistry/registries/crmultiline"
 )
 UPLOAD_URL = "https://acrsource.blob.core.windows.net/upload/source/202612/ctx.tar.gz?sv=2024-11-04&sr=b&sp=cw&sig=abc"
+
+A_REPOSITORY = "edge-a-" + hashlib.sha256(b"A").hexdigest()[:8]
 
 
 def _run(status: str, **properties) -> tuple:
@@ -71,7 +74,8 @@ def test_quick_build_uploads_the_context_and_schedules_a_docker_build(fake, buil
     assert request["type"] == "DockerBuildRequest"
     assert request["sourceLocation"] == "source/202612/ctx.tar.gz"
     assert request["dockerFilePath"] == "Dockerfile"
-    assert request["imageNames"] == ["edge-a:2"] and request["isPushEnabled"] is True
+    # Source "A" is upper case: its repository carries a hash of the id, so a source "a" gets another one.
+    assert request["imageNames"] == [f"{A_REPOSITORY}:2"] and request["isPushEnabled"] is True
     assert request["arguments"] == [{"name": "MODEL_VERSION", "value": "2", "isSecret": False}]
     assert request["platform"] == {"os": "Linux", "architecture": "amd64"}
     assert request["timeout"] == 1800
@@ -88,7 +92,7 @@ def test_run_is_polled_until_it_succeeds_and_the_digest_is_recorded(fake, builde
             _run(
                 "Succeeded",
                 outputImages=[
-                    {"registry": "crmultiline.azurecr.io", "repository": "edge-a", "tag": "2", "digest": "sha256:feed"}
+                    {"registry": "crmultiline.azurecr.io", "repository": A_REPOSITORY, "tag": "2", "digest": "sha256:feed"}
                 ],
                 finishTime="2026-12-03T12:05:00Z",
             ),
@@ -98,7 +102,7 @@ def test_run_is_polled_until_it_succeeds_and_the_digest_is_recorded(fake, builde
     assert builder.status(build_id)["state"] == "running"
     final = builder.status(build_id)
     assert final["state"] == "succeeded" and final["digest"] == "sha256:feed"
-    assert final["image"] == "crmultiline.azurecr.io/edge-a:2"
+    assert final["image"] == f"crmultiline.azurecr.io/{A_REPOSITORY}:2"
     assert builder.image_for("A", 2)["digest"] == "sha256:feed"
     calls = len(fake.matching("GET", "/runs/ca1"))
     assert builder.status(build_id)["state"] == "succeeded"  # recorded: no more polling
@@ -145,7 +149,23 @@ def test_throttled_poll_is_retried_after_retry_after(fake, builder):
 
 # Every source id the default pattern accepts becomes a repository name a registry takes (OCI distribution
 # spec: lower-case components, single separators, alphanumeric at both ends), and distinct ids stay distinct.
-ODD_SOURCE_IDS = ["Aotizhongxin", "abc", "abc-", "abc_", "abc__", "a___b", "a-_b", "a_-b", "a--b", "A", "x9"]
+ODD_SOURCE_IDS = [
+    "Aotizhongxin",
+    "aotizhongxin",
+    "Dongsi",
+    "dongsi",
+    "DONGSI",
+    "abc",
+    "abc-",
+    "abc_",
+    "abc__",
+    "a___b",
+    "a-_b",
+    "a_-b",
+    "a--b",
+    "A",
+    "x9",
+]
 
 
 def test_every_allowed_source_id_makes_a_valid_distinct_image_name():
@@ -163,4 +183,5 @@ def test_every_allowed_source_id_makes_a_valid_distinct_image_name():
         assert reference.fullmatch(name), f"{source_id} -> {name}"
         names[name] = source_id
     assert len(names) == len(ODD_SOURCE_IDS)
-    assert image_name("Aotizhongxin", 3) == "edge-aotizhongxin:3" and image_name("a-_b", 3).startswith("edge-a-b-")
+    assert image_name("aotizhongxin", 3) == "edge-aotizhongxin:3" and image_name("a-_b", 3).startswith("edge-a-b-")
+    assert image_name("Aotizhongxin", 3).startswith("edge-aotizhongxin-")  # readable, and not the lower-case source's
