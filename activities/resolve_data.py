@@ -22,6 +22,7 @@ def resolve_data(request: dict) -> dict:
     start, end = parse_time(request.get("start")), parse_time(request.get("end"))
     slack = timedelta(days=settings.blob_date_slack_days)
     blobs, skipped, newest = [], [], None
+    older: list[tuple[datetime, str]] = []  # dated too long before `start` to be read
     for blob in ports.storage.list(settings.containers.raw, f"{source_id}/"):
         if newest is None or blob.last_modified > newest:
             newest = blob.last_modified
@@ -43,9 +44,11 @@ def resolve_data(request: dict) -> dict:
         if end is not None and day >= end:
             continue
         if start is not None and day < start - slack:
+            older.append((day, blob.name))
             continue
         blobs.append((day, blob.name))
     blobs = [name for _, name in sorted(blobs)]
+    not_read = _not_read_before(older, start, slack, settings.blob_date_slack_days)
     manifest = {
         "source_id": source_id,
         "start": request.get("start"),
@@ -55,6 +58,7 @@ def resolve_data(request: dict) -> dict:
         "skipped": skipped,
         "newest_modified": newest.isoformat() if newest else None,
         "listed_at": datetime.now(timezone.utc).isoformat(),
+        **not_read,
     }
     name = manifest_name(source_id, request["run_id"])
     ports.storage.write(settings.containers.runs, name, codec.to_bytes(manifest))
@@ -65,6 +69,24 @@ def resolve_data(request: dict) -> dict:
         "skipped_count": len(skipped),
         "newest_modified": manifest["newest_modified"],
         "eval_start_estimate": _eval_start_estimate(ports, blobs, start, end),
+        **not_read,
+    }
+
+
+def _not_read_before(older: list[tuple[datetime, str]], start, slack: timedelta, slack_days: int) -> dict:
+    """Files left out because their folder date lies more than the slack before `start`: not an error (the
+    folder date is when a file's rows start), but a multi-month file dated so is easy to miss, so say so."""
+    if not older:
+        return {}
+    day, name = max(older)
+    return {
+        "not_read_before_start": {"count": len(older), "newest": name, "cutoff": (start - slack).date().isoformat()},
+        "not_read_hint": (
+            f"{len(older)} file(s) of this source are dated before {(start - slack).date()} and were not read, "
+            f"the newest {name}: a file's folder date is the day its rows start, and files dated up to "
+            f"MULTILINE_BLOB_DATE_SLACK_DAYS={slack_days} days before start are read; upload a long file under "
+            "the day its rows start, or split it by month"
+        ),
     }
 
 

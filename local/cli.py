@@ -143,7 +143,10 @@ def cmd_status(args) -> int:
     api = _stack_info(args)["api"]
     code, body = _call("GET", f"{api}/api/sources/{args.source}" if args.source else f"{api}/api/sources")
     if code != 200:
-        print(body.get("error", body), file=sys.stderr)
+        if args.json:  # scripts asked for JSON: the API's error document, and a failing exit code
+            print(json.dumps(body, indent=1))
+        else:
+            print(body.get("error", body), file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(body, indent=1))
@@ -193,7 +196,10 @@ def cmd_ledger(args) -> int:
     api = _stack_info(args)["api"]
     code, body = _call("GET", f"{api}/api/sources/{args.source}/ledger")
     if code != 200:
-        print(body.get("error", body), file=sys.stderr)
+        if args.json:  # scripts asked for JSON: the API's error document, and a failing exit code
+            print(json.dumps(body, indent=1))
+        else:
+            print(body.get("error", body), file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(body, indent=1))
@@ -207,15 +213,29 @@ def cmd_ledger(args) -> int:
 
 def _first_day(path: Path, settings) -> date:
     """The day the file's data starts (its path date), read with the spec; today if the file cannot be read."""
+    import pandas as pd
+
     from shared.dataset import TIMESTAMP, DataFileError, read_table
     from shared.spec import load_spec
 
+    size = path.stat().st_size
+    if size > settings.max_blob_bytes:
+        # Not read (a run would reject it unread too): uploaded as is, so that the run marks it on its blob.
+        print(
+            f"{path.name}: {size} bytes, more than MULTILINE_MAX_BLOB_BYTES ({settings.max_blob_bytes}): "
+            "not read for a start date; dated today, and runs will reject it (use --date to choose the day)"
+        )
+        return date.today()
     try:
         frame = read_table(path.read_bytes(), path.name, load_spec(settings.spec_path))
     except DataFileError as exc:
         print(f"{path.name}: no start date from its rows ({exc}); dated today (use --date to choose)")
         return date.today()
-    day = frame[TIMESTAMP].min().date()
+    first = frame[TIMESTAMP].min()
+    if pd.isna(first):  # no row with a valid time stamp that is not in the future
+        print(f"{path.name}: no row with a valid time stamp to date it by; dated today (use --date to choose)")
+        return date.today()
+    day = first.date()
     print(f"{path.name}: its rows start on {day} (use --date to choose another day)")
     return day
 

@@ -44,11 +44,18 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+SEPARATORS = ("_", "-", ".", " ")
+
+
 def _common_affixes(names: list[str]) -> tuple[str, str]:
     if len(names) < 2:
         return "", ""
     prefix = os.path.commonprefix(names)
     suffix = os.path.commonprefix([name[::-1] for name in names])[::-1]
+    # Only whole words: `station_north`, `station_south` -> `north`, `south` (not `nor`, `sou`).
+    prefix = prefix[: max(prefix.rfind(sep) for sep in SEPARATORS) + 1]
+    starts = [suffix.find(sep) for sep in SEPARATORS if sep in suffix]
+    suffix = suffix[min(starts) :] if starts else ""
     # Never strip into the distinguishing part of the shortest name.
     if any(len(name) <= len(prefix) + len(suffix) for name in names):
         return "", ""
@@ -80,7 +87,10 @@ def discover_sources(data_dir: Path) -> dict[str, list[Path]]:
     for name, paths in entries.items():
         source_id = source_id_from(name)
         if source_id in sources:
-            raise DemoError(f"two data sources in {data_dir} map to the same source id {source_id!r}")
+            raise DemoError(
+                f"{sources[source_id][0].name} and {paths[0].name} in {data_dir} map to the same source id "
+                f"{source_id!r}: rename one (a source id keeps letters, digits, '_' and '-')"
+            )
         sources[source_id] = paths
     return sources
 

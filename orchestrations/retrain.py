@@ -171,7 +171,10 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
     )
     record["manifest"] = manifest
     if manifest["blob_count"] == 0:
-        record.update(outcome="no_data", error="no data blobs for this source in the requested range")
+        error = "no data blobs for this source in the requested range"
+        record.update(
+            outcome="no_data", error=f"{error}; {manifest['not_read_hint']}" if manifest.get("not_read_hint") else error
+        )
         return
 
     step("check_drift")
@@ -228,7 +231,10 @@ def run_steps(ctx, request: RetrainRequest, record: dict, step):
         yield ctx.call_activity("cancel_training", input={"job_id": job["job_id"]}, retry_policy=STEP_RETRY)
     record["training"] = {"job_id": job["job_id"], **training}
     if training["state"] != "succeeded":
-        record.update(outcome="training_" + training["state"], error=training.get("error"))
+        error = training.get("error")
+        if training["state"] == "failed" and manifest.get("not_read_hint"):  # perhaps the rows it lacked
+            error = f"{error}; {manifest['not_read_hint']}"
+        record.update(outcome="training_" + training["state"], error=error)
         return
 
     challenger_version = training["result"]["model_version"]

@@ -32,6 +32,9 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
         "champion_loss": _champion_loss(run, champion_record, ports.spec.loss),
         "loss": ports.spec.loss,
         "champion_train_end": (champion_record or {}).get("train_end"),
+        # `per_source` (a version of this source) or `fleet` (a version of the shared fleet model, which is
+        # registered as a new version of this source only if it wins): what challenger_version counts in.
+        "challenger_candidate": comparison.get("challenger_candidate"),
         "challenger_version": comparison.get("challenger_version"),
         "challenger_loss": comparison.get("challenger_loss"),
         "decision": (run or {}).get("outcome"),

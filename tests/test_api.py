@@ -73,6 +73,8 @@ def test_the_cli_shows_the_ledger_and_asks_for_a_rollback(stack, capsys):
     registry = stack.ports.registry
     url = ["--url", stack.base_url]
     assert main(["ledger", source_id, *url]) == 1 and "is not known" in capsys.readouterr().err
+    assert main(["status", source_id, "--json", *url]) == 1  # --json: the error as JSON on stdout, for scripts
+    assert "no runs" in json.loads(capsys.readouterr().out)["error"]
     first = registry.register(source_id, b"model one", {})
     registry.set_champion(source_id, first, None, "first model")
     second = registry.register(source_id, b"model two", {})

@@ -87,3 +87,49 @@ def test_upload_dates_a_file_by_its_first_row_unless_told(tmp_path, azurite, sto
     assert sorted(info.name for info in storage.list("raw", f"{source_id}/")) == sorted(
         [f"{source_id}/2016/03/01/march.csv", f"{source_id}/2016/02/20/march.csv", f"{source_id}/{today:%Y/%m/%d}/broken.csv"]
     )
+
+
+def test_upload_dates_today_a_file_without_a_usable_time_stamp_or_too_big_to_read(
+    tmp_path, azurite, storage, source_id, capsys, monkeypatch
+):
+    from local.cli import _stack_file, main
+
+    _stack_file(tmp_path).write_text(json.dumps({"blob_connection_string": azurite.connection_string}))
+    frame = station_frame("Dongsi")
+    future = frame[(frame.year == 2016) & (frame.month == 2)].assign(year=2030)  # 29 Feb 2030 is no day; the rest is future
+    future.to_csv(tmp_path / "future.csv", index=False)
+    assert main(["upload", source_id, str(tmp_path / "future.csv"), "--state-dir", str(tmp_path)]) == 0
+    assert "no row with a valid time stamp" in capsys.readouterr().out
+    frame.head(50).to_csv(tmp_path / "big.csv", index=False)
+    monkeypatch.setenv("MULTILINE_MAX_BLOB_BYTES", "1000")
+    assert main(["upload", source_id, str(tmp_path / "big.csv"), "--state-dir", str(tmp_path)]) == 0
+    assert "more than MULTILINE_MAX_BLOB_BYTES (1000): not read" in capsys.readouterr().out
+    today = date.today()
+    assert sorted(info.name for info in storage.list("raw", f"{source_id}/")) == sorted(
+        [f"{source_id}/{today:%Y/%m/%d}/future.csv", f"{source_id}/{today:%Y/%m/%d}/big.csv"]
+    )
+
+
+def test_demo_names_sources_by_whole_words_of_their_file_names(tmp_path):
+    import pytest
+
+    from local.demo import DATA_PATTERNS, DemoError, discover_sources
+
+    assert "*.csv" in DATA_PATTERNS
+    cases = {
+        ("station_north.csv", "station_south.csv"): {"north", "south"},
+        ("meter_10.csv", "meter_20.csv"): {"10", "20"},
+        ("PRSA_Data_Dongsi_2013-2017.csv", "PRSA_Data_Gucheng_2013-2017.csv"): {"Dongsi", "Gucheng"},
+    }
+    for names, expected in cases.items():
+        folder = tmp_path / names[0]
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_text("year\n")
+        assert set(discover_sources(folder)) == expected
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "a b.csv").write_text("year\n")
+    (clash / "a-b.csv").write_text("year\n")
+    with pytest.raises(DemoError, match=r"a b.csv and a-b.csv .* same source id 'a-b'"):
+        discover_sources(clash)

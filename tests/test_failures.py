@@ -212,3 +212,23 @@ def test_a_champion_compare_and_swap_conflict_leaves_one_champion(stack):
     assert run["promotion"]["promoted"] is False and "changed while deciding" in run["promotion"]["reason"]
     assert run["outcome"] == "kept" and run["champion_version"] == rival == real.champion(source_id)[0]
     assert watch.versions(source_id) == [rival]
+
+
+def test_a_retrain_says_which_older_files_its_range_left_unread(stack):
+    """A file's folder date is when its rows start: a three-month file dated January is not read for a range
+    that starts in March (beyond the slack), and the run says so instead of reporting no data unexplained."""
+    source_id = f"Long-{uuid.uuid4().hex[:6]}"
+    frame = pd.concat([pd.read_csv(io.BytesIO(payload)) for payload in monthly_csv("Dongsi", months_from(2015, 1, 3)).values()])
+    stack.ports.storage.write("raw", f"{source_id}/2015/01/01/quarter.csv", frame.to_csv(index=False).encode())
+    wait_for_runs(stack, source_id, 1)  # the upload's own run reads everything
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", {"start": "2015-03-01", "end": "2015-04-01"})
+    assert status == 202, answer
+    first, second = wait_for_runs(stack, source_id, 2)
+    assert second["trigger"] == "manual" and second["outcome"] == "no_data"
+    assert "1 file(s) of this source are dated before 2015-01-29 and were not read" in second["error"]
+    assert f"{source_id}/2015/01/01/quarter.csv" in second["error"] and "MULTILINE_BLOB_DATE_SLACK_DAYS=31" in second["error"]
+    assert second["manifest"]["not_read_before_start"] == {
+        "count": 1,
+        "newest": f"{source_id}/2015/01/01/quarter.csv",
+        "cutoff": "2015-01-29",
+    }

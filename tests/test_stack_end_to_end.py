@@ -112,6 +112,7 @@ def test_uploads_train_register_promote_and_package_then_compare_on_the_next_mon
     rows = {row["source_id"]: row for row in fleet["sources"]}
     assert status == 200 and set(sources) <= set(rows)
     assert rows[source_id]["challenger_loss"] == pytest.approx(comparison["challenger_loss"])
+    assert rows[source_id]["challenger_candidate"] == comparison["challenger_candidate"] in ("per_source", "fleet")
     assert rows[source_id]["decision"] == second["outcome"]
     status, one = call(stack, "GET", f"/api/sources/{source_id}")
     assert status == 200 and one["image"] == image_name(source_id, one["champion_version"])
