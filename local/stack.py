@@ -51,6 +51,12 @@ class StackOptions:
     reconcile_on_start: bool = True
 
 
+def _canceled_timer_notices(record: logging.LogRecord) -> bool:
+    """The orchestrator cancels the debounce timer an upload beat (Durable Functions needs that); the in-memory
+    backend still fires it and the worker warns that it ignores it. That is the cancel working: not shown."""
+    return "Ignoring unexpected timerFired event" not in record.getMessage()
+
+
 class LocalStack:
     def __init__(self, options: StackOptions):
         self.options = options
@@ -107,6 +113,7 @@ class LocalStack:
         self.backend = create_test_backend(port=durable_port)
         address = f"localhost:{durable_port}"
         engine_log = logging.getLogger("multiline.durabletask")
+        engine_log.addFilter(_canceled_timer_notices)
         self.worker = TaskHubGrpcWorker(
             host_address=address,
             logger=engine_log,
