@@ -174,6 +174,10 @@ def build_pipeline_job(job_id: str, source_id: str, instance_id: str | None, set
     pipeline.experiment_name = azure.ml_experiment
     pipeline.tags = {key: value for key, value in {"source_id": source_id, "instance_id": instance_id}.items() if value}
     pipeline.settings.force_rerun = True
+    # Also on the pipeline job: azure-ai-ml has been seen running steps that carry a managed identity as
+    # credential passthrough (Azure/azure-sdk-for-python#34277); the pipeline's own identity is what the
+    # service applies to steps that do not say otherwise.
+    pipeline.identity = identity
     return pipeline
 
 

@@ -89,6 +89,8 @@ def test_submit_creates_a_pipeline_of_four_command_steps(fake, backend, storage)
     # the Function App's identity (which holds roles the steps must not have).
     expected_identity = {"identity_type": "Managed", "client_id": "22222222-2222-2222-2222-222222222222"}
     assert all(step["identity"] == expected_identity for step in job["jobs"].values())
+    # ...and so does the pipeline job itself (REST casing: identityType, clientId).
+    assert job["identity"] == {"identityType": "Managed", "clientId": "22222222-2222-2222-2222-222222222222"}
 
 
 def test_submit_is_idempotent_when_the_job_exists(fake, backend):
