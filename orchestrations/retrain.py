@@ -48,8 +48,11 @@ class RetrainRequest:
     def absorb(self, signal: dict | None) -> RetrainRequest:
         """Fold one more upload or manual request into the run that will happen next."""
         signal = signal or {}
+        # The last request wins whole: a retrain after a queued rollback is a retrain, and the reverse.
         if signal.get("rollback_to") is not None:
-            return replace(self, manual=True, trigger="rollback", rollback_to=int(signal["rollback_to"]))
+            return replace(
+                self, manual=True, trigger="rollback", rollback_to=int(signal["rollback_to"]), start=None, end=None, filters={}
+            )
         if signal.get("manual"):
             return replace(
                 self,
@@ -59,6 +62,7 @@ class RetrainRequest:
                 end=signal.get("end"),
                 filters=signal.get("filters") or {},
                 uploads=self.uploads,
+                rollback_to=None,
             )
         return replace(self, uploads=self.uploads + 1)
 
@@ -142,6 +146,10 @@ def retrain_source(ctx, payload: dict):
             },
             retry_policy=STEP_RETRY,
         )
+    # Uploads folded into a run that did not train on the whole history (a rollback, or a retrain over a
+    # range or with filters) may not have been read: they get their follow-up run as well.
+    if request.uploads and (request.rollback_to is not None or request.start or request.end or request.filters):
+        waiting = replace(waiting, uploads=max(waiting.uploads, request.uploads))
     if waiting.uploads or waiting.manual or pending["pending"]:
         step("continuing", outcome=record["outcome"], pending=pending["pending"] + waiting.uploads)
         ctx.continue_as_new(asdict(waiting), save_events=True)

@@ -126,6 +126,36 @@ def test_a_request_raised_during_a_run_the_debounce_started_is_the_follow_up():
     assert follow_up["start"] == "2016-01-15T00:00:00" and follow_up["filters"] == {"wd": "N"}
 
 
+def test_an_upload_folded_into_a_retrain_over_a_range_still_gets_its_follow_up():
+    """The upload may lie outside the range the manual request asked for: the run over that range does not
+    cover it, so a follow-up over the whole history does (it once waited for the next upload)."""
+    manual = {"manual": True, "start": "2014-01-01T00:00:00", "end": "2015-01-01T00:00:00", "filters": {}}
+    replay = run_on_durable_functions(
+        scenarios.happy_story(),
+        scenarios.request(uploads=1, debounce_seconds=30.0),
+        start=START,
+        raised=[(UPLOAD_EVENT, manual)],
+    )
+    assert replay.payload_of("resolve_data")["start"] == "2014-01-01T00:00:00"
+    follow_up = replay.continued_with
+    assert follow_up["trigger"] == "follow-up" and follow_up["uploads"] == 1 and follow_up["start"] is None
+
+
+def test_the_last_queued_request_wins_whole():
+    from orchestrations.retrain import RetrainRequest
+
+    queued = RetrainRequest(source_id="A").absorb({"rollback_to": 2})
+    retrain = queued.absorb({"manual": True, "start": "2015-01-01T00:00:00", "end": None, "filters": {"wd": "N"}})
+    assert (retrain.trigger, retrain.rollback_to, retrain.start, retrain.filters) == (
+        "manual",
+        None,
+        "2015-01-01T00:00:00",
+        {"wd": "N"},
+    )
+    rollback = retrain.absorb({"rollback_to": 3})
+    assert (rollback.trigger, rollback.rollback_to, rollback.start, rollback.filters) == ("rollback", 3, None, {})
+
+
 def test_a_step_that_keeps_failing_is_retried_then_recorded_as_failed():
     story = scenarios.happy_story()
     activities = story.activities()
