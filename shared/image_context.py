@@ -24,14 +24,16 @@ _REPOSITORY_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 
 def image_repository(source_id: str) -> str:
     """`edge-<source id>` when the id is a valid repository name as it is; otherwise the id in lower case
-    with its separators tidied, plus a short hash of the id itself. Source ids are case-sensitive (blob
+    with its separators tidied, plus "." and a short hash of the id itself. Source ids are case-sensitive (blob
     folders are) but repository names are lower case, so `Dongsi` and `dongsi`, two sources, must not share
     `edge-dongsi`; nor may ids the registry would refuse (`abc-`, `a___b`, `a-_b`, all allowed)."""
     name = f"edge-{source_id}"
     if _REPOSITORY_COMPONENT.fullmatch(name):
         return name
+    # Joined by ".", which no source id contains: a hashed name never equals a plain one (`edge-dongsi-1abb46e2`
+    # is what the source `dongsi-1abb46e2` gets).
     tidy = "-".join(re.findall(r"[a-z0-9]+", source_id.lower()))
-    return f"edge-{tidy}-{hashlib.sha256(source_id.encode()).hexdigest()[:8]}"
+    return f"edge-{tidy}.{hashlib.sha256(source_id.encode()).hexdigest()[:8]}"
 
 
 def image_name(source_id: str, version: int) -> str:

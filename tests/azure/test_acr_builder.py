@@ -18,7 +18,7 @@ REGISTRY_PATH = (
 )
 UPLOAD_URL = "https://acrsource.blob.core.windows.net/upload/source/202612/ctx.tar.gz?sv=2024-11-04&sr=b&sp=cw&sig=abc"
 
-A_REPOSITORY = "edge-a-" + hashlib.sha256(b"A").hexdigest()[:8]
+A_REPOSITORY = "edge-a." + hashlib.sha256(b"A").hexdigest()[:8]
 
 
 def _run(status: str, **properties) -> tuple:
@@ -183,5 +183,5 @@ def test_every_allowed_source_id_makes_a_valid_distinct_image_name():
         assert reference.fullmatch(name), f"{source_id} -> {name}"
         names[name] = source_id
     assert len(names) == len(ODD_SOURCE_IDS)
-    assert image_name("aotizhongxin", 3) == "edge-aotizhongxin:3" and image_name("a-_b", 3).startswith("edge-a-b-")
-    assert image_name("Aotizhongxin", 3).startswith("edge-aotizhongxin-")  # readable, and not the lower-case source's
+    assert image_name("aotizhongxin", 3) == "edge-aotizhongxin:3" and image_name("a-_b", 3).startswith("edge-a-b.")
+    assert image_name("Aotizhongxin", 3).startswith("edge-aotizhongxin.")  # readable, and not the lower-case source's
