@@ -341,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     load_local_settings()
     args = build_parser().parse_args(argv)
+    if getattr(args, "source", None):  # before it goes into a URL or a blob name: refused with the reason
+        from shared.blob_layout import BlobPathError, validate_source_id
+        from shared.settings import load_settings
+
+        settings = load_settings()
+        try:
+            validate_source_id(args.source, settings.source_id_pattern, settings.source_id_max_length)
+        except BlobPathError as exc:
+            print(f"multiline {args.command}: {exc}", file=sys.stderr)
+            return 2
     return args.handler(args)
 
 

@@ -242,6 +242,14 @@ def run_demo(
         f"then {len(demo_plan.rounds)} round(s): {', '.join(demo_plan.rounds)}"
     )
     if demo_state.exists():
+        from local.cli import _alive, _read_stack_file
+
+        running = _read_stack_file(demo_state) or {}
+        if _alive(running.get("pid")):
+            raise DemoError(
+                f"a `multiline serve` (pid {running['pid']}) runs on {demo_state}, which the demo starts afresh: "
+                "stop it first, or give the demo another --state-dir"
+            )
         shutil.rmtree(demo_state)  # a demo starts from an empty storage account
     stack_settings = {
         "MULTILINE_SPEC": str(spec_path),

@@ -245,6 +245,12 @@ class Api:
             if column not in known:
                 raise RetrainRequestError(where, f"field {where!r}: column {column!r} is not in the model spec ({sorted(known)})")
             if isinstance(condition, dict):
+                if column in self.ports.spec.categorical_features:
+                    raise RetrainRequestError(
+                        where,
+                        f"field {where!r}: {column!r} is categorical; a range (min/max) needs a numeric column, "
+                        "give a value or a list of values",
+                    )
                 bounds = set(condition) - {"min", "max"}
                 if bounds or not condition:
                     raise RetrainRequestError(

@@ -133,3 +133,30 @@ def test_demo_names_sources_by_whole_words_of_their_file_names(tmp_path):
     (clash / "a-b.csv").write_text("year\n")
     with pytest.raises(DemoError, match=r"a b.csv and a-b.csv .* same source id 'a-b'"):
         discover_sources(clash)
+
+
+def test_the_cli_refuses_a_source_id_it_could_not_put_in_a_url(capsys):
+    from local.cli import main
+
+    for source_id in ("Dong si", "ü", "a?b", "Dongsi/ledger"):
+        for command in (["status", source_id], ["ledger", source_id], ["rollback", source_id, "1"]):
+            assert main([*command, "--url", "http://127.0.0.1:9"]) == 2
+            assert "outside the allowed pattern" in capsys.readouterr().err
+
+
+def test_the_demo_does_not_wipe_a_serve_running_on_its_state(tmp_path):
+    (tmp_path / "demo").mkdir()
+    keeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "demo" / "stack.json").write_text(json.dumps({"pid": keeper.pid, "api": "http://127.0.0.1:7072"}))
+        completed = subprocess.run(
+            [sys.executable, "-m", "local.cli", "demo", "--max-sources", "1", "--rounds", "0", "--state-dir", str(tmp_path)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        keeper.kill()
+    assert completed.returncode == 2 and f"runs on {tmp_path / 'demo'}" in completed.stderr
+    assert (tmp_path / "demo" / "stack.json").exists()

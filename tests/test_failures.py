@@ -120,6 +120,7 @@ def test_a_manual_retrain_with_a_bad_body_is_refused_naming_the_field(stack):
         "filters.nope": {"start": "2016-01-01", "end": "2016-02-01", "filters": {"nope": 1}},
         "filters.TEMP.min": {"start": "2016-01-01", "end": "2016-02-01", "filters": {"TEMP": {"min": "cold"}}},
         "colour": {"start": "2016-01-01", "end": "2016-02-01", "colour": "red"},
+        "filters.wd": {"start": "2016-01-01", "end": "2016-02-01", "filters": {"wd": {"min": 1}}},
     }
     for field, body in cases.items():
         status, answer = call(stack, "POST", path, body)
