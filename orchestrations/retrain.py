@@ -97,6 +97,7 @@ def retrain_source(ctx, payload: dict):
         "start": request.start,
         "end": request.end,
         "filters": request.filters,
+        "rollback_to": request.rollback_to,
         "started_at": started.isoformat(),
         "outcome": None,
     }

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from orchestrations.retrain import instance_id_for
 from shared.blob_layout import BlobPathError, parse_raw_blob_name
-from shared.run_store import data_watermark, record_interrupted
+from shared.run_store import data_watermark, record_interrupted, resumable_signal
 from shared.source_data import STATUS_KEY
 
 log = logging.getLogger("multiline.reconcile")
@@ -74,9 +74,24 @@ def record_interrupted_runs(ports, orchestrations, source_ids) -> list[dict]:
 
 
 def reconcile(ports, orchestrations) -> list[dict]:
-    started = []
-    record_interrupted_runs(ports, orchestrations, known_run_sources(ports))
+    started, resumed = [], set()
+    for record in record_interrupted_runs(ports, orchestrations, known_run_sources(ports)):
+        signal = resumable_signal(record)
+        if signal is None:
+            continue
+        source_id = record["source_id"]
+        try:
+            result = orchestrations.signal(source_id, signal)
+        except Exception as exc:  # one source's failure must not stop the others
+            log.warning("reconcile: the interrupted request of source %s could not be resubmitted: %s", source_id, exc)
+            started.append({"source_id": source_id, "resumes": record["run_id"], "error": str(exc)})
+            continue
+        log.info("reconcile: source %s: the interrupted %s request asked again", source_id, signal["trigger"])
+        resumed.add(source_id)
+        started.append({"source_id": source_id, "resumes": record["run_id"], **result})
     for item in sources_needing_a_run(ports):
+        if item["source_id"] in resumed:
+            continue  # its resubmitted request's run reads the data, or its follow-up does
         status = orchestrations.status(instance_id_for(item["source_id"]))
         if status and status["runtime_status"] in ACTIVE:
             continue  # the live run's follow-up check will see the data

@@ -77,9 +77,27 @@ def record_interrupted(storage: Storage, container: str, source_id: str, live_ru
     record = {
         **active,
         "outcome": "interrupted",
-        "error": "the host stopped before this run finished; its data is picked up by the next run",
+        "error": "the host stopped before this run finished; "
+        + ("reconcile asks for it again" if resumable_signal(active) else "its data is picked up by the next run"),
         "ended_at": None,
         "detected_at": now,
     }
     storage.write(container, run_name(source_id, run_id), codec.to_bytes(record))
     return record
+
+
+def resumable_signal(record: dict) -> dict | None:
+    """The request an interrupted run was carrying out, if a person asked for it (a retrain over a range, a
+    rollback): reconcile's "data newer than the last run" rule would not bring it back."""
+    if record.get("trigger") == "rollback" and record.get("rollback_to") is not None:
+        return {"rollback_to": record["rollback_to"], "trigger": "rollback", "resumes": record.get("run_id")}
+    if record.get("trigger") == "manual":
+        return {
+            "manual": True,
+            "trigger": "manual",
+            "start": record.get("start"),
+            "end": record.get("end"),
+            "filters": record.get("filters") or {},
+            "resumes": record.get("run_id"),
+        }
+    return None

@@ -7,7 +7,7 @@ import uuid
 from shared.fleet import source_view
 from shared.run_store import runs_of
 from tests.conftest import monthly_csv, months_from, raw_name
-from tests.stack_helpers import ChampionWatch, fast_settings, running_stack, wait_for_runs, wait_for_step
+from tests.stack_helpers import ChampionWatch, call, fast_settings, running_stack, wait_for_runs, wait_for_step
 
 
 def test_a_run_interrupted_by_a_restart_is_reconciled_and_completes(tmp_path, fast_spec_path):
@@ -39,3 +39,27 @@ def test_a_run_interrupted_by_a_restart_is_reconciled_and_completes(tmp_path, fa
         view = source_view(third.ports, third.orchestrations, source_id)
         assert view["orchestration"]["runtime_status"] is None and view["step"] == "done"
         assert view["decision"] == "promoted"
+
+
+def test_a_retrain_request_interrupted_by_a_restart_is_asked_again(tmp_path, fast_spec_path):
+    """Reconcile brings back data newer than the last run; a person's request over a range is not data, so the
+    interrupted request itself is submitted again (it used to be recorded as interrupted and then forgotten)."""
+    state = tmp_path / "state"
+    source_id = "Manual-" + uuid.uuid4().hex[:6]
+    settings = fast_settings(fast_spec_path, MULTILINE_RECONCILE_SECONDS=0, MULTILINE_CANDIDATES="per_source")
+    with running_stack(state, settings, persist_storage=True) as first:
+        for (year, month), payload in monthly_csv("Changping", months_from(2015, 2, 3)).items():
+            first.ports.storage.write("raw", raw_name(source_id, year, month), payload)
+        status, answer = call(
+            first, "POST", f"/api/sources/{source_id}/retrain", {"start": "2015-02-15", "filters": {"TEMP": {"min": -30}}}
+        )
+        assert status == 202, answer
+        wait_for_step(first, source_id, "training")
+    with running_stack(state, settings, persist_storage=True) as second:
+        [resubmitted] = second.reconciled
+        assert resubmitted["source_id"] == source_id and resubmitted["resumes"]
+        interrupted, run = wait_for_runs(second, source_id, 2)
+        assert interrupted["outcome"] == "interrupted" and "reconcile asks for it again" in interrupted["error"]
+        assert interrupted["run_id"] == resubmitted["resumes"]
+        assert run["trigger"] == "manual" and run["start"].startswith("2015-02-15") and run["filters"] == {"TEMP": {"min": -30}}
+        assert run["outcome"] == "promoted", run.get("error")
