@@ -63,6 +63,12 @@ def _read_stack_file(state_dir: Path) -> dict | None:
         return None
 
 
+def running_serve(state_dir: Path) -> dict | None:
+    """The stack file of a `multiline serve` that is alive on `state_dir`, if there is one."""
+    info = _read_stack_file(state_dir)
+    return info if info and _alive(info.get("pid")) else None
+
+
 def _alive(pid) -> bool:
     if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
         return False
@@ -97,7 +103,7 @@ def cmd_serve(args) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     state_dir = Path(args.state_dir)
     previous = _read_stack_file(state_dir)
-    if previous and _alive(previous.get("pid")):
+    if running_serve(state_dir):
         raise SystemExit(
             f"a `multiline serve` (pid {previous['pid']}) already runs on {state_dir} at {previous.get('api')}: "
             "stop it first, or give this one another --state-dir"
@@ -137,17 +143,22 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _refused(args, body: dict) -> int:
+    """An API refusal: with --json the error document on stdout (for scripts), else its text on stderr."""
+    if args.json:
+        print(json.dumps(body, indent=1))
+    else:
+        print(body.get("error", body), file=sys.stderr)
+    return 1
+
+
 def cmd_status(args) -> int:
     from shared.fleet import format_table
 
     api = _stack_info(args)["api"]
     code, body = _call("GET", f"{api}/api/sources/{args.source}" if args.source else f"{api}/api/sources")
     if code != 200:
-        if args.json:  # scripts asked for JSON: the API's error document, and a failing exit code
-            print(json.dumps(body, indent=1))
-        else:
-            print(body.get("error", body), file=sys.stderr)
-        return 1
+        return _refused(args, body)
     if args.json:
         print(json.dumps(body, indent=1))
     else:
@@ -196,11 +207,7 @@ def cmd_ledger(args) -> int:
     api = _stack_info(args)["api"]
     code, body = _call("GET", f"{api}/api/sources/{args.source}/ledger")
     if code != 200:
-        if args.json:  # scripts asked for JSON: the API's error document, and a failing exit code
-            print(json.dumps(body, indent=1))
-        else:
-            print(body.get("error", body), file=sys.stderr)
-        return 1
+        return _refused(args, body)
     if args.json:
         print(json.dumps(body, indent=1))
     elif not body["ledger"]:

@@ -242,10 +242,10 @@ def run_demo(
         f"then {len(demo_plan.rounds)} round(s): {', '.join(demo_plan.rounds)}"
     )
     if demo_state.exists():
-        from local.cli import _alive, _read_stack_file
+        from local.cli import running_serve
 
-        running = _read_stack_file(demo_state) or {}
-        if _alive(running.get("pid")):
+        running = running_serve(demo_state)
+        if running:
             raise DemoError(
                 f"a `multiline serve` (pid {running['pid']}) runs on {demo_state}, which the demo starts afresh: "
                 "stop it first, or give the demo another --state-dir"
