@@ -147,7 +147,9 @@ def test_a_request_during_a_run_an_upload_started_runs_after_it(stack):
     wait_for_step(stack, source_id, "training")
     status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", {"start": "2016-01-15", "filters": {"wd": "N"}})
     assert status == 202 and answer["action"] == "signaled", answer
-    first, second = wait_for_runs(stack, source_id, 2)
+    # A third run may follow: an upload event the relay delivered during the first run rides along with the
+    # request, and the request's range run leaves it a follow-up over the whole history.
+    first, second = wait_for_runs(stack, source_id, 2)[:2]
     # Started by the upload's event or, on a busy machine, by the reconcile timer first: both wait out the debounce.
     assert first["trigger"] in ("upload", "reconcile") and second["trigger"] == "manual"
     assert second["start"].startswith("2016-01-15") and second["filters"] == {"wd": "N"}
