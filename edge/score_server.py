@@ -116,7 +116,15 @@ def self_test(rows_path: Path, expected_loss: float, tolerance: float) -> int:
     return 0 if ok else 1
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def append_log(log_dir: Path, version, stamps: list[str], predictions: list[float]) -> None:
+    with _LOG_LOCK:  # concurrent requests: one header per file, no interleaved rows
+        _append_log(log_dir, version, stamps, predictions)
+
+
+def _append_log(log_dir: Path, version, stamps: list[str], predictions: list[float]) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     by_day: dict[str, list] = {}
     for stamp, prediction in zip(stamps, predictions, strict=True):
@@ -164,7 +172,10 @@ def serve(port: int, log_dir: Path | None) -> None:
                 append_log(log_dir, card["version"], stamps, predictions)
             self._answer(200, {"model_version": card["version"], "predictions": predictions})
 
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024  # the stdlib's backlog of 5 resets bursts of sensors scoring at once
+
+    Server(("0.0.0.0", port), Handler).serve_forever()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,13 @@ log = logging.getLogger("multiline.http")
 MAX_BODY = 10 * 1024 * 1024
 
 
+class _Server(ThreadingHTTPServer):
+    # The stdlib listens with a backlog of 5: a burst of Event Grid deliveries or relay posts (tens at once)
+    # overflowed it and the kernel reset connections the handler never saw.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def make_server(api, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self, method: str) -> None:
@@ -86,9 +93,7 @@ def make_server(api, port: int) -> ThreadingHTTPServer:
         def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
             log.debug("%s " + format, self.address_string(), *args)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    return server
+    return _Server(("127.0.0.1", port), Handler)
 
 
 def serve_in_background(server: ThreadingHTTPServer) -> threading.Thread:

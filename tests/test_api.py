@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from local.http_host import make_server, serve_in_background
 from tests.conftest import monthly_csv, months_from, raw_name
 from tests.stack_helpers import call, fast_settings, running_stack, wait_for_runs, wait_for_step
 
@@ -215,3 +216,24 @@ def test_every_error_of_the_local_host_is_json(stack):
 def test_head_answers_the_status_without_a_body(stack):
     status, headers, body = raw_request(stack, "HEAD", "/api/sources")
     assert status == 405 and headers["Allow"] == "GET" and body is None
+
+
+def test_the_local_host_takes_a_burst_of_connections_before_it_accepts_any(stack):
+    # Event Grid and the relay deliver in bursts; a listen backlog of 5 (the stdlib's) reset the rest.
+    server = make_server(stack.api, 0)  # listening, not yet accepting
+    port = server.server_address[1]
+    sockets, serving = [], None
+    try:
+        for _ in range(64):
+            sockets.append(socket.create_connection(("127.0.0.1", port), timeout=2))  # times out when refused
+        serving = serve_in_background(server)
+        for sock in sockets:
+            sock.sendall(b"GET /api/sources HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n")
+        replies = [sock.makefile("rb").readline() for sock in sockets]
+        assert all(b" 200 " in line for line in replies), replies
+    finally:
+        for sock in sockets:
+            sock.close()
+        if serving is not None:  # shutdown() waits for a serve_forever that has started
+            server.shutdown()
+        server.server_close()

@@ -127,3 +127,70 @@ def test_a_model_without_evaluation_rows_fails_with_the_reason(builder, storage,
     assert status["state"] == "failed"
     assert status["error"] == "smoke test failed: no evaluation rows to smoke-test the image with"
     assert builder.image_for(source_id, bare) is None
+
+
+def test_the_images_scoring_server_answers_a_burst_of_requests_and_logs_them(storage, trained, fast_spec, tmp_path):
+    """The server the image runs (`score_server.py` from the built context, as a process): health, a burst of
+    concurrent scoring requests, a refused request, and the prediction log the device uploads."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import pandas as pd
+
+    from shared.local_image_builder import LocalImageBuilder
+
+    source_id, version, registry = trained
+    status = build(LocalImageBuilder(storage, registry, fast_spec, "images"), source_id, version)
+    assert status["state"] == "succeeded", status
+    for name, data in context_files(storage, status).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "score_server.py", "--port", str(port), "--prediction-log", "log"]
+    server = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, env={"PATH": os.environ["PATH"]})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    health = json.loads(response.read())
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()
+                time.sleep(0.2)
+        assert health == {"status": "ok", "source_id": source_id, "model_version": version}
+
+        frame = pd.read_parquet(tmp_path / "model" / "evaluation.parquet").head(6)
+        rows = json.loads(frame.drop(columns=["_context"], errors="ignore").to_json(orient="records", date_format="iso"))
+
+        def post(body: bytes) -> tuple[int, dict]:
+            request = urllib.request.Request(f"{url}/score", data=body, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(post(json.dumps({"rows": rows}).encode()))) for _ in range(64)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(answers) == 64 and all(code == 200 for code, _ in answers), answers[:3]
+        assert all(body["model_version"] == version and len(body["predictions"]) == len(rows) for _, body in answers)
+        code, body = post(json.dumps({"rows": [{"nothing": 1}]}).encode())
+        assert code == 400 and "lack input column" in body["error"]
+        logged = pd.concat(pd.read_csv(path) for path in (tmp_path / "log").glob("predictions-*.csv"))
+        assert len(logged) == 64 * len(rows) and set(logged["model_version"]) == {version}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
