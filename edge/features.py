@@ -23,8 +23,10 @@ def timestamps(frame: pd.DataFrame, timestamp_spec: dict) -> pd.Series:
         stamps = pd.to_datetime(frame[timestamp_spec["column"]], errors="coerce", utc=True).dt.tz_localize(None)
     else:
         parts = {part: pd.to_numeric(frame[column], errors="coerce") for part, column in timestamp_spec["from_parts"].items()}
-        parts.setdefault("hour", 0)
+        hour = parts.setdefault("hour", pd.Series(0, index=frame.index))
         stamps = pd.to_datetime(pd.DataFrame(parts, index=frame.index), errors="coerce")
+        # pandas adds the hour as a duration (hour 25 is 01:00 the next day, 1.5 is 01:30): not a time of day.
+        stamps = stamps.where(hour.between(0, 23) & (hour % 1 == 0))
     return stamps.astype("datetime64[ns]")
 
 

@@ -81,3 +81,20 @@ def test_champion_rules():
     few = decision(eval_rows=50)
     assert few.decision == "keep" and "at least 200" in few.reason
     assert decision(challenger_loss=float("nan")).decision == "keep"
+
+
+def test_an_hour_outside_the_day_is_no_timestamp_rather_than_the_next_day():
+    lines = monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)].decode().splitlines()
+    header, rows = lines[0], lines[1:4]
+    hour = header.split(",").index("hour")
+
+    def with_hour(row, value):
+        cells = row.split(",")
+        cells[hour] = value
+        return ",".join(cells)
+
+    odd = [with_hour(rows[0], "25"), with_hour(rows[1], "1.5"), with_hour(rows[2], "-1"), rows[2]]
+    warnings = []
+    frame = read_table("\n".join([header, *odd]).encode(), "odd.csv", SPEC, warnings=warnings)
+    assert [stamp.isoformat() for stamp in frame[TIMESTAMP]] == ["2014-05-01T02:00:00"]
+    assert "3 row(s) have no valid timestamp; dropped" in warnings
