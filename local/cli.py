@@ -37,7 +37,15 @@ def _stack_info(args) -> dict:
         return {"api": args.url.rstrip("/")}
     if not path.exists():
         raise SystemExit(f"no running stack found ({path} is missing): start one with `multiline serve`")
-    return json.loads(path.read_text())
+    info = _read_stack_file(path.parent)
+    if info is None:
+        raise SystemExit(f"{path} is not a stack file `multiline serve` wrote: start one with `multiline serve`")
+    if "pid" in info and not _alive(info["pid"]):  # left behind by a serve that was killed
+        raise SystemExit(
+            f"the `multiline serve` that wrote {path} (pid {info['pid']}) is not running: start it again with "
+            f"`multiline serve{'' if path.parent == DEFAULT_SERVE_STATE else f' --state-dir {path.parent}'}`"
+        )
+    return info
 
 
 def _call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
@@ -49,11 +57,22 @@ def _call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
+            code, data = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        code, data = exc.code, exc.read()
     except urllib.error.URLError as exc:
         raise SystemExit(f"the stack at {url} does not answer ({exc.reason}): is `multiline serve` running?") from exc
+    except TimeoutError:
+        raise SystemExit(f"the stack at {url} gave no answer within 30 s") from None
+    try:
+        body = json.loads(data or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise SystemExit(
+            f"{url} answered HTTP {code} with {data[:80]!r}, not a Multiline API answer: is --url the API's base URL?"
+        )
+    return code, body
 
 
 def _read_stack_file(state_dir: Path) -> dict | None:
@@ -180,7 +199,7 @@ def cmd_retrain(args) -> int:
     api = _stack_info(args)["api"]
     body = {"start": args.start, "end": args.end, "filters": dict(args.filter or [])}
     code, answer = _call("POST", f"{api}/api/sources/{args.source}/retrain", body)
-    print(json.dumps(answer, indent=1))
+    print(json.dumps(answer, indent=1), file=sys.stdout if code == 202 else sys.stderr)
     return 0 if code == 202 else 1
 
 
@@ -218,30 +237,29 @@ def cmd_ledger(args) -> int:
     return 0
 
 
+class _Unusable(Exception):
+    """A file every run would reject: not uploaded unless --force."""
+
+
 def _first_day(path: Path, settings) -> date:
-    """The day the file's data starts (its path date), read with the spec; today if the file cannot be read."""
+    """The day the file's data starts (its first valid timestamp), read with the spec.
+
+    Raises _Unusable with the reason when a run could not use the file at all."""
     import pandas as pd
 
     from shared.dataset import TIMESTAMP, DataFileError, read_table
     from shared.spec import load_spec
 
     size = path.stat().st_size
-    if size > settings.max_blob_bytes:
-        # Not read (a run would reject it unread too): uploaded as is, so that the run marks it on its blob.
-        print(
-            f"{path.name}: {size} bytes, more than MULTILINE_MAX_BLOB_BYTES ({settings.max_blob_bytes}): "
-            "not read for a start date; dated today, and runs will reject it (use --date to choose the day)"
-        )
-        return date.today()
+    if size > settings.max_blob_bytes:  # not read: a run rejects it unread too
+        raise _Unusable(f"{path.name}: {size} bytes, more than MULTILINE_MAX_BLOB_BYTES ({settings.max_blob_bytes})")
     try:
         frame = read_table(path.read_bytes(), path.name, load_spec(settings.spec_path))
     except DataFileError as exc:
-        print(f"{path.name}: no start date from its rows ({exc}); dated today (use --date to choose)")
-        return date.today()
+        raise _Unusable(str(exc)) from None
     first = frame[TIMESTAMP].min()
-    if pd.isna(first):  # no row with a valid time stamp that is not in the future
-        print(f"{path.name}: no row with a valid time stamp to date it by; dated today (use --date to choose)")
-        return date.today()
+    if pd.isna(first):
+        raise _Unusable(f"{path.name}: no row has a valid time stamp that is not in the future")
     day = first.date()
     print(f"{path.name}: its rows start on {day} (use --date to choose another day)")
     return day
@@ -261,9 +279,22 @@ def cmd_upload(args) -> int:
         raise SystemExit(f"{path} is not a file")
     settings = load_settings()
     try:
-        day = date.fromisoformat(args.date) if args.date else _first_day(path, settings)
+        day = date.fromisoformat(args.date) if args.date else None
     except ValueError:
         raise SystemExit(f"--date {args.date!r} is not a date (yyyy-mm-dd): the day the file's data starts") from None
+    if day is None:
+        try:
+            day = _first_day(path, settings)
+        except _Unusable as exc:
+            if not args.force:
+                print(
+                    f"not uploaded: {exc}; every run would reject it. "
+                    "--force uploads it anyway (dated today, or --date), and the run keeps it marked as rejected",
+                    file=sys.stderr,
+                )
+                return 1
+            day = date.today()
+            print(f"{exc}; uploaded anyway (--force), dated {day}")
     name = f"{args.source}/{day:%Y/%m/%d}/{path.name}"
     try:
         parse_raw_blob_name(name, settings.source_id_pattern, settings.source_id_max_length)
@@ -342,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--date", help="the day the file's data starts (yyyy-mm-dd; default: the first timestamp in the file)"
             )
+            sub.add_argument("--force", action="store_true", help="upload a file that every run would reject")
     return parser
 
 

@@ -241,3 +241,13 @@ def test_the_local_host_takes_a_burst_of_connections_before_it_accepts_any(stack
         if serving is not None:  # shutdown() waits for a serve_forever that has started
             server.shutdown()
         server.server_close()
+
+
+def test_the_cli_says_a_refused_retrain_on_stderr(stack, capsys):
+    from local.cli import main
+
+    source_id = new_source()
+    refused = ["retrain", source_id, "--start", "2016-02-01", "--end", "2016-01-01", "--url", stack.base_url]
+    assert main(refused) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "is not after" in json.loads(err)["error"]

@@ -81,15 +81,18 @@ def test_upload_dates_a_file_by_its_first_row_unless_told(tmp_path, azurite, sto
     assert main(["upload", source_id, str(old), "--date", "2016-02-20", "--state-dir", str(tmp_path)]) == 0
     broken = tmp_path / "broken.csv"
     broken.write_text("year,month\n2016,3\n")
-    assert main(["upload", source_id, str(broken), "--state-dir", str(tmp_path)]) == 0
-    assert "no start date from its rows" in capsys.readouterr().out
+    assert main(["upload", source_id, str(broken), "--state-dir", str(tmp_path)]) == 1  # a run would reject it
+    refusal = capsys.readouterr().err
+    assert "not uploaded: blob 'broken.csv': missing column(s)" in refusal and "--force" in refusal
+    assert main(["upload", source_id, str(broken), "--force", "--state-dir", str(tmp_path)]) == 0
+    assert "uploaded anyway (--force)" in capsys.readouterr().out
     today = date.today()
     assert sorted(info.name for info in storage.list("raw", f"{source_id}/")) == sorted(
         [f"{source_id}/2016/03/01/march.csv", f"{source_id}/2016/02/20/march.csv", f"{source_id}/{today:%Y/%m/%d}/broken.csv"]
     )
 
 
-def test_upload_dates_today_a_file_without_a_usable_time_stamp_or_too_big_to_read(
+def test_upload_refuses_a_file_without_a_usable_time_stamp_or_too_big_to_read_unless_forced(
     tmp_path, azurite, storage, source_id, capsys, monkeypatch
 ):
     from local.cli import _stack_file, main
@@ -98,12 +101,16 @@ def test_upload_dates_today_a_file_without_a_usable_time_stamp_or_too_big_to_rea
     frame = station_frame("Dongsi")
     future = frame[(frame.year == 2016) & (frame.month == 2)].assign(year=2030)  # 29 Feb 2030 is no day; the rest is future
     future.to_csv(tmp_path / "future.csv", index=False)
-    assert main(["upload", source_id, str(tmp_path / "future.csv"), "--state-dir", str(tmp_path)]) == 0
-    assert "no row with a valid time stamp" in capsys.readouterr().out
     frame.head(50).to_csv(tmp_path / "big.csv", index=False)
+    assert main(["upload", source_id, str(tmp_path / "future.csv"), "--state-dir", str(tmp_path)]) == 1
+    assert "future.csv: no row has a valid time stamp" in capsys.readouterr().err
     monkeypatch.setenv("MULTILINE_MAX_BLOB_BYTES", "1000")
-    assert main(["upload", source_id, str(tmp_path / "big.csv"), "--state-dir", str(tmp_path)]) == 0
-    assert "more than MULTILINE_MAX_BLOB_BYTES (1000): not read" in capsys.readouterr().out
+    assert main(["upload", source_id, str(tmp_path / "big.csv"), "--state-dir", str(tmp_path)]) == 1
+    assert "more than MULTILINE_MAX_BLOB_BYTES (1000)" in capsys.readouterr().err
+    assert list(storage.list("raw", f"{source_id}/")) == []
+    for name in ("future.csv", "big.csv"):  # forced: uploaded (for the run to mark), dated today
+        assert main(["upload", source_id, str(tmp_path / name), "--force", "--state-dir", str(tmp_path)]) == 0
+        assert "uploaded anyway (--force)" in capsys.readouterr().out
     today = date.today()
     assert sorted(info.name for info in storage.list("raw", f"{source_id}/")) == sorted(
         [f"{source_id}/{today:%Y/%m/%d}/future.csv", f"{source_id}/{today:%Y/%m/%d}/big.csv"]
@@ -160,3 +167,40 @@ def test_the_demo_does_not_wipe_a_serve_running_on_its_state(tmp_path):
         keeper.kill()
     assert completed.returncode == 2 and f"runs on {tmp_path / 'demo'}" in completed.stderr
     assert (tmp_path / "demo" / "stack.json").exists()
+
+
+def test_the_cli_says_when_its_stack_is_gone_or_the_url_is_no_multiline_api(tmp_path, capsys):
+    import http.server
+    import threading
+
+    import pytest
+
+    from local.cli import _stack_file, main
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    _stack_file(tmp_path).write_text(json.dumps({"pid": int(gone.stdout), "api": "http://127.0.0.1:9"}))
+    for command in (["status"], ["retrain", "Dongsi", "--start", "2016-01-01", "--end", "2016-02-01"]):
+        with pytest.raises(SystemExit, match=r"\(pid \d+\) is not running: start it again with `multiline serve --state-dir"):
+            main([*command, "--state-dir", str(tmp_path)])
+
+    class Page(http.server.BaseHTTPRequestHandler):  # some other web server on the port
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for command in (["status"], ["ledger", "Dongsi"], ["retrain", "Dongsi", "--start", "2016-01-01", "--end", "2016-02-01"]):
+            with pytest.raises(SystemExit, match=r"answered HTTP 200 with b'<html>hello</html>', not a Multiline API"):
+                main([*command, "--url", url])
+    finally:
+        server.shutdown()
+        server.server_close()
