@@ -66,6 +66,11 @@ class RetrainRequest:
             )
         return replace(self, uploads=self.uploads + 1)
 
+    @property
+    def partial_history(self) -> bool:
+        """A rollback, or a retrain over a range or with filters: it may not read every upload."""
+        return self.rollback_to is not None or bool(self.start or self.end or self.filters)
+
     def next_run(self) -> RetrainRequest:
         """The follow-up run's request: uploads since the run started, over the whole history."""
         return replace(self, start=None, end=None, filters={}, manual=False, trigger="follow-up", uploads=0, rollback_to=None)
@@ -149,7 +154,7 @@ def retrain_source(ctx, payload: dict):
         )
     # Uploads folded into a run that did not train on the whole history (a rollback, or a retrain over a
     # range or with filters) may not have been read: they get their follow-up run as well.
-    if request.uploads and (request.rollback_to is not None or request.start or request.end or request.filters):
+    if request.uploads and request.partial_history:
         waiting = replace(waiting, uploads=max(waiting.uploads, request.uploads))
     if waiting.uploads or waiting.manual or pending["pending"]:
         step("continuing", outcome=record["outcome"], pending=pending["pending"] + waiting.uploads)

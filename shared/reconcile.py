@@ -12,7 +12,7 @@ import logging
 import threading
 from datetime import datetime, timezone
 
-from orchestrations.retrain import instance_id_for
+from orchestrations.retrain import RetrainRequest, instance_id_for
 from shared.blob_layout import BlobPathError, parse_raw_blob_name
 from shared.run_store import data_watermark, record_interrupted, resumable_signal
 from shared.source_data import STATUS_KEY
@@ -74,7 +74,7 @@ def record_interrupted_runs(ports, orchestrations, source_ids) -> list[dict]:
 
 
 def reconcile(ports, orchestrations) -> list[dict]:
-    started, resumed = [], set()
+    started, resumed = [], {}
     for record in record_interrupted_runs(ports, orchestrations, known_run_sources(ports)):
         signal = resumable_signal(record)
         if signal is None:
@@ -87,14 +87,19 @@ def reconcile(ports, orchestrations) -> list[dict]:
             started.append({"source_id": source_id, "resumes": record["run_id"], "error": str(exc)})
             continue
         log.info("reconcile: source %s: the interrupted %s request asked again", source_id, signal["trigger"])
-        resumed.add(source_id)
+        resumed[source_id] = signal
         started.append({"source_id": source_id, "resumes": record["run_id"], **result})
     for item in sources_needing_a_run(ports):
-        if item["source_id"] in resumed:
-            continue  # its resubmitted request's run reads the data, or its follow-up does
-        status = orchestrations.status(instance_id_for(item["source_id"]))
-        if status and status["runtime_status"] in ACTIVE:
-            continue  # the live run's follow-up check will see the data
+        request = resumed.get(item["source_id"])
+        if request is not None:
+            if not RetrainRequest.from_dict({**request, "source_id": item["source_id"]}).partial_history:
+                continue  # the resubmitted request trains on the whole history: it reads the data
+            # A rollback or a range/filtered retrain may not read it, and its watermark counts every blob
+            # listed: this signal rides along as an upload, which gets the whole-history follow-up run.
+        else:
+            status = orchestrations.status(instance_id_for(item["source_id"]))
+            if status and status["runtime_status"] in ACTIVE:
+                continue  # the live run's follow-up check will see the data
         try:
             result = orchestrations.signal(item["source_id"], {"trigger": "reconcile"})
         except Exception as exc:  # one source's failure must not stop the others

@@ -56,10 +56,15 @@ def test_a_retrain_request_interrupted_by_a_restart_is_asked_again(tmp_path, fas
         assert status == 202, answer
         wait_for_step(first, source_id, "training")
     with running_stack(state, settings, persist_storage=True) as second:
-        [resubmitted] = second.reconciled
+        # The uploads were never trained on whole (the request took a range and a filter): riding along with
+        # the resubmitted request as one more upload, they get the follow-up run they would have had.
+        resubmitted, riding = second.reconciled
         assert resubmitted["source_id"] == source_id and resubmitted["resumes"]
-        interrupted, run = wait_for_runs(second, source_id, 2)
+        assert riding["source_id"] == source_id and riding["last_run_watermark"] is None
+        interrupted, run, follow_up = wait_for_runs(second, source_id, 3)
         assert interrupted["outcome"] == "interrupted" and "reconcile asks for it again" in interrupted["error"]
         assert interrupted["run_id"] == resubmitted["resumes"]
         assert run["trigger"] == "manual" and run["start"].startswith("2015-02-15") and run["filters"] == {"TEMP": {"min": -30}}
         assert run["outcome"] == "promoted", run.get("error")
+        assert follow_up["trigger"] == "follow-up" and follow_up["start"] is None and follow_up["filters"] == {}
+        assert follow_up["outcome"] in ("promoted", "kept"), follow_up.get("error")
