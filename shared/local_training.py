@@ -107,7 +107,7 @@ class LocalTrainingBackend:
             log = open(os.path.join(self.log_dir, f"{job_id}.log"), "ab")
         try:
             return subprocess.Popen(
-                [sys.executable, "-m", "training.pipeline", "--job-id", job_id],
+                [sys.executable, "-m", "training.pipeline", "--job-id", job_id, "--parent-pid", str(os.getpid())],
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdout=log,

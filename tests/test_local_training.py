@@ -31,3 +31,54 @@ def test_concurrency_limit_queues_jobs_and_cancel_stops_one(storage, backend, fa
     backend.cancel(jobs[2])
     assert wait_for(backend, jobs[2])["state"] == "canceled"
     assert [wait_for(backend, job)["state"] for job in jobs[:2]] == ["succeeded", "succeeded"]
+
+
+def test_a_job_stops_when_the_stack_that_started_it_is_killed(tmp_path):
+    """A stack killed hard cannot stop its jobs: each one notices its parent is gone and stops, instead of
+    retrying the dead storage for minutes (here storage that never answers keeps the job waiting)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from local.azurite import connection_string
+    from shared.settings import PROJECT_ROOT
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]  # closed again: nothing listens there
+    env = {**os.environ, "MULTILINE_STORAGE_CONNECTION_STRING": connection_string(dead_port), "MULTILINE_MODE": "local"}
+    parent = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-m', 'training.pipeline', '--job-id', 'j1',"
+        " '--parent-pid', str(os.getpid())])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    stack = subprocess.Popen([sys.executable, "-c", parent], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    job_pid = int(stack.stdout.readline())
+    time.sleep(2)  # the job is up and retrying
+    assert running(job_pid)
+    stack.send_signal(signal.SIGKILL)
+    stack.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not running(job_pid):
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(job_pid, signal.SIGKILL)
+        pytest.fail(f"the job (pid {job_pid}) still runs 15 s after its stack was killed")
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by init, which in a container may never happen)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:  # gone in between, or no procfs (not Linux), where kill(0) is all there is
+        return not os.path.isdir("/proc/self")

@@ -1,6 +1,6 @@
 """Runs the four training steps for one job document: what the local backend starts in a worker process.
 
-    python -m training.pipeline --job-id <id>
+    python -m training.pipeline --job-id <id> [--parent-pid <pid>]
 
 The job document is read from the jobs container; the job's status document is written next to it
 (running, then succeeded with the registered version or failed with the reason).
@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -71,12 +72,31 @@ def run_job(job_id: str) -> dict:
     return status
 
 
+def exit_when_orphaned(parent_pid: int, interval: float = 1.0) -> threading.Thread:
+    """Ends this process once `parent_pid` is no longer its parent: a local stack killed hard (no chance
+    to stop its jobs) must not leave them retrying its dead storage. A reconcile asks for the run again."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        log.warning("the local stack that started this job (pid %s) is gone: stopping", parent_pid)
+        logging.shutdown()
+        os._exit(3)
+
+    thread = threading.Thread(target=watch, name="orphan-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--job-id", required=True)
+    parser.add_argument("--parent-pid", type=int, help="stop when this process is gone (the local backend's)")
     args = parser.parse_args(argv)
     redact.install()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.parent_pid:
+        exit_when_orphaned(args.parent_pid)
     status = run_job(args.job_id)
     return 0 if status["state"] == "succeeded" else 1
 
