@@ -51,15 +51,26 @@ class StackOptions:
     reconcile_on_start: bool = True
 
 
-def _canceled_timer_notices(record: logging.LogRecord) -> bool:
-    """The orchestrator cancels the debounce timer an upload beat (Durable Functions needs that); the in-memory
-    backend still fires it and the worker warns that it ignores it. That is the cancel working: not shown."""
-    return "Ignoring unexpected timerFired event" not in record.getMessage()
+class _EngineNotices(logging.Filter):
+    """Engine warnings that are the stack working, not news: the orchestrator cancels the debounce timer an
+    upload beat (Durable Functions needs that) and the in-memory backend still fires it, which the worker
+    says it ignores; and while the stack stops, the worker's work-item stream ends CANCELLED."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopping = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Ignoring unexpected timerFired event" in message:
+            return False
+        return not (self.stopping and "CANCELLED" in message)
 
 
 class LocalStack:
     def __init__(self, options: StackOptions):
         self.options = options
+        self._engine_notices = _EngineNotices()
         self.azurite: Azurite | None = None
         self.backend = None
         self.worker = None
@@ -113,7 +124,7 @@ class LocalStack:
         self.backend = create_test_backend(port=durable_port)
         address = f"localhost:{durable_port}"
         engine_log = logging.getLogger("multiline.durabletask")
-        engine_log.addFilter(_canceled_timer_notices)
+        engine_log.addFilter(self._engine_notices)
         self.worker = TaskHubGrpcWorker(
             host_address=address,
             logger=engine_log,
@@ -148,6 +159,7 @@ class LocalStack:
         return self.relay.poll_once()
 
     def stop(self) -> None:
+        self._engine_notices.stopping = True
         for stopper in (
             lambda: self.reconciler and self.reconciler.stop(),
             lambda: self.relay and self.relay.stop(),
@@ -162,6 +174,7 @@ class LocalStack:
                 stopper()
             except Exception as exc:  # stop everything we can
                 log.warning("while stopping: %s", exc)
+        logging.getLogger("multiline.durabletask").removeFilter(self._engine_notices)
 
     def __enter__(self) -> LocalStack:
         return self.start()
