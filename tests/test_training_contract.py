@@ -123,6 +123,18 @@ def test_too_little_data_fails_with_the_reason_and_registers_nothing(world, stor
     assert registry.versions(source_id) == []
 
 
+def test_a_job_whose_every_file_is_rejected_fails_naming_why(world, storage, fast_spec, source_id):
+    backend, registry = world
+    bad = [f"{source_id}/2015/0{month}/01/broken.csv" for month in (1, 2)]
+    for name in bad:
+        storage.write("raw", name, b"year,month\n2015,5\n")
+    status = wait_for(backend, backend.submit(job_for(source_id, bad, fast_spec)))
+    assert status["state"] == "failed" and status["error_kind"] == "not_enough_data"
+    assert "no valid rows" in status["error"] and "2 file(s) rejected, e.g. " in status["error"]
+    assert "broken.csv" in status["error"] and "missing column(s)" in status["error"]
+    assert registry.versions(source_id) == []
+
+
 def test_a_retried_submit_of_the_same_job_trains_once(world, storage, fast_spec, source_id):
     backend, registry = world
     names = upload_months(storage, source_id, "Dongsi", months_from(2015, 1, 3))

@@ -52,7 +52,7 @@ def run_job(job_id: str) -> dict:
         frame, rejected = filter_data(storage, containers.raw, job, spec, known_categories=known)
         steps["filter"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        split = preprocess(frame, spec, job["source_id"], hold_out=job.get("hold_out", True))
+        split = preprocess(frame, spec, job["source_id"], hold_out=job.get("hold_out", True), rejected=rejected)
         steps["preprocess"] = time.perf_counter() - clock
         clock = time.perf_counter()
         model, metrics = train(split.train, split.evaluation, spec)

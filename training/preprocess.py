@@ -11,6 +11,7 @@ import pandas as pd
 from shared.dataset import TIMESTAMP
 from shared.fleet_model import SOURCE_COLUMN
 from shared.modeling import Split, labelled, prepare, split_for_evaluation
+from shared.source_data import REJECTED
 from shared.spec import ModelSpec
 
 
@@ -18,9 +19,24 @@ class NotEnoughData(ValueError):
     pass
 
 
-def preprocess(frame: pd.DataFrame, spec: ModelSpec, source_id: str, hold_out: bool = True) -> Split:
+def preprocess(
+    frame: pd.DataFrame, spec: ModelSpec, source_id: str, hold_out: bool = True, rejected: list[dict] | None = None
+) -> Split:
     """The training rows and the held-out evaluation window (or, for the fleet model, which is evaluated on
-    each source's own window later, every labelled row for training)."""
+    each source's own window later, every labelled row for training).
+
+    Not enough data raises NotEnoughData; when the filter step rejected files (`rejected`, its problem
+    list), the message says how many and the first one's reason, which is often why rows are missing."""
+    try:
+        return _split(frame, spec, source_id, hold_out)
+    except NotEnoughData as exc:
+        files = [problem for problem in rejected or [] if problem.get("status") == REJECTED]
+        if not files:
+            raise
+        raise NotEnoughData(f"{exc}; {len(files)} file(s) rejected, e.g. {files[0]['error']}") from None
+
+
+def _split(frame: pd.DataFrame, spec: ModelSpec, source_id: str, hold_out: bool) -> Split:
     if frame.empty:
         raise NotEnoughData(f"source {source_id}: no valid rows in the requested range")
     frame = prepare(frame, spec, group_column=SOURCE_COLUMN if SOURCE_COLUMN in frame.columns else None)

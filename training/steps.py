@@ -49,7 +49,11 @@ def run_filter(job: dict, out: Path, storage, settings, registry) -> None:
 
 def run_preprocess(job: dict, rows: Path, out: Path) -> None:
     split = preprocess(
-        pd.read_parquet(rows / "rows.parquet"), parse_spec(job["spec"]), job["source_id"], hold_out=job.get("hold_out", True)
+        pd.read_parquet(rows / "rows.parquet"),
+        parse_spec(job["spec"]),
+        job["source_id"],
+        hold_out=job.get("hold_out", True),
+        rejected=json.loads((rows / "rejected.json").read_text()),
     )
     split.train.to_parquet(out / "train.parquet", index=False)
     # The index ties evaluation rows to their look-back context rows: keep it in both files.
