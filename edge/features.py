@@ -22,12 +22,22 @@ def timestamps(frame: pd.DataFrame, timestamp_spec: dict) -> pd.Series:
     if timestamp_spec.get("column"):
         stamps = pd.to_datetime(frame[timestamp_spec["column"]], errors="coerce", utc=True).dt.tz_localize(None)
     else:
-        parts = {part: pd.to_numeric(frame[column], errors="coerce") for part, column in timestamp_spec["from_parts"].items()}
-        hour = parts.setdefault("hour", pd.Series(0, index=frame.index))
+        # As floats: a nullable integer column's NA cannot go through to_datetime, NaN can (and is NaT).
+        parts = {
+            part: pd.to_numeric(frame[column], errors="coerce").astype("float64")
+            for part, column in timestamp_spec["from_parts"].items()
+        }
+        hour = parts.setdefault("hour", pd.Series(0.0, index=frame.index))
         stamps = pd.to_datetime(pd.DataFrame(parts, index=frame.index), errors="coerce")
         # pandas adds the hour as a duration (hour 25 is 01:00 the next day, 1.5 is 01:30): not a time of day.
         stamps = stamps.where(hour.between(0, 23) & (hour % 1 == 0))
-    return stamps.astype("datetime64[ns]")
+    return in_nanoseconds(stamps)
+
+
+def in_nanoseconds(stamps: pd.Series) -> pd.Series:
+    """Naive time stamps as datetime64[ns]; years pandas can hold but nanoseconds cannot (1500, a typo like
+    20160) are NaT, like any other time that is not one (the cast would raise for the whole column)."""
+    return stamps.where((stamps >= pd.Timestamp.min) & (stamps <= pd.Timestamp.max)).astype("datetime64[ns]")
 
 
 def derived_names(derived: dict | None) -> list[str]:

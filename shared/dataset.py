@@ -108,7 +108,7 @@ def _read_csv(payload: bytes, where: str, spec: ModelSpec, warnings: list[str]) 
             if delimiter in header:
                 raise DataFileError(f"{where}: columns are separated by {label}; expected ',' (header found: {header[:120]!r})")
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             io.StringIO(text),
             na_values=spec.na_values,
             keep_default_na=True,
@@ -118,6 +118,15 @@ def _read_csv(payload: bytes, where: str, spec: ModelSpec, warnings: list[str]) 
         raise DataFileError(f"{where}: the file has no header row; expected the columns {spec.required_columns}") from exc
     except Exception as exc:  # pandas raises many types for unreadable files
         raise DataFileError(f"{where}: cannot be read as CSV: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(frame.index, pd.RangeIndex):
+        # The first data row has more fields than the header: pandas takes the extra leading fields as an
+        # index and every column shifts by them (the year read from the row number, and so on).
+        extra = frame.index.nlevels
+        raise DataFileError(
+            f"{where}: the first data row has {extra} field(s) more than the header's {len(frame.columns)}; "
+            "expected as many fields in every row as the header names"
+        )
+    return frame
 
 
 def conform(
@@ -201,6 +210,11 @@ def drop_bad_times(
     if future.all():
         raise DataFileError(
             f"{where}: every row is stamped in the future (first {stamps.min()}); expected readings up to {now:%Y-%m-%d %H:%M}"
+        )
+    if (missing | future).all():
+        raise DataFileError(
+            f"{where}: no row has a usable timestamp: {int(missing.sum())} have no valid timestamp and "
+            f"{int(future.sum())} are stamped in the future (after {now:%Y-%m-%d %H:%M})"
         )
     if future.any():
         warnings.append(f"{int(future.sum())} row(s) are stamped in the future (after {now:%Y-%m-%d %H:%M}); dropped")

@@ -14,6 +14,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from edge.features import in_nanoseconds
 from edge.score_server import LOG_COLUMNS
 from shared.modeling import aggregate_loss, per_row_loss
 from shared.ports import Storage
@@ -38,7 +39,7 @@ def read_logs(storage: Storage, container: str, source_id: str, since: pd.Timest
     if not frames:
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     logs = pd.concat(frames, ignore_index=True)
-    logs["timestamp"] = pd.to_datetime(logs["timestamp"], errors="coerce").astype("datetime64[ns]")
+    logs["timestamp"] = in_nanoseconds(pd.to_datetime(logs["timestamp"], errors="coerce"))
     return logs.dropna(subset=["timestamp"])
 
 

@@ -103,7 +103,7 @@ def test_upload_refuses_a_file_without_a_usable_time_stamp_or_too_big_to_read_un
     future.to_csv(tmp_path / "future.csv", index=False)
     frame.head(50).to_csv(tmp_path / "big.csv", index=False)
     assert main(["upload", source_id, str(tmp_path / "future.csv"), "--state-dir", str(tmp_path)]) == 1
-    assert "future.csv: no row has a valid time stamp" in capsys.readouterr().err
+    assert "'future.csv': no row has a usable timestamp: 24 have no valid timestamp and 672 are" in capsys.readouterr().err
     monkeypatch.setenv("MULTILINE_MAX_BLOB_BYTES", "1000")
     assert main(["upload", source_id, str(tmp_path / "big.csv"), "--state-dir", str(tmp_path)]) == 1
     assert "more than MULTILINE_MAX_BLOB_BYTES (1000)" in capsys.readouterr().err

@@ -98,3 +98,40 @@ def test_an_hour_outside_the_day_is_no_timestamp_rather_than_the_next_day():
     frame = read_table("\n".join([header, *odd]).encode(), "odd.csv", SPEC, warnings=warnings)
     assert [stamp.isoformat() for stamp in frame[TIMESTAMP]] == ["2014-05-01T02:00:00"]
     assert "3 row(s) have no valid timestamp; dropped" in warnings
+
+
+def test_years_nanoseconds_cannot_hold_and_missing_year_parts_are_no_timestamp():
+    import io
+
+    import pandas as pd
+
+    payload = monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)]
+    frame = pd.read_csv(io.BytesIO(payload)).head(5)
+    frame["year"] = pd.array([20140, 1500, None, 2014, 2014], dtype="Int64")  # a typo, too early, NA (Parquet)
+    parquet = io.BytesIO()
+    frame.to_parquet(parquet)
+    warnings = []
+    read = read_table(parquet.getvalue(), "odd-years.parquet", SPEC, warnings=warnings)
+    assert [stamp.isoformat() for stamp in read[TIMESTAMP]] == ["2014-05-01T03:00:00", "2014-05-01T04:00:00"]
+    assert "3 row(s) have no valid timestamp; dropped" in warnings
+
+
+def test_rows_with_more_fields_than_the_header_are_refused_not_shifted():
+    lines = monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)].decode().splitlines()
+    first_rows = [lines[0], *(line + ",x,y" for line in lines[1:4]), *lines[4:10]]
+    with pytest.raises(DataFileError, match=r"first data row has 2 field\(s\) more than the header's 18"):
+        read_table("\n".join(first_rows).encode(), "ragged.csv", SPEC)
+    later_rows = [*lines[:5], lines[5] + ",x", *lines[6:10]]
+    with pytest.raises(DataFileError, match="Expected 18 fields in line 6, saw 19"):
+        read_table("\n".join(later_rows).encode(), "ragged.csv", SPEC)
+
+
+def test_a_file_whose_rows_are_all_undated_or_in_the_future_is_refused():
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(io.BytesIO(monthly_csv("Dongsi", [(2016, 2)])[(2016, 2)])).assign(year=2030)
+    # 29 February 2030 is no day; every other row is in the future
+    with pytest.raises(DataFileError, match="no row has a usable timestamp: 24 have no valid timestamp and 672 are"):
+        read_table(frame.to_csv(index=False).encode(), "future.csv", SPEC)
