@@ -271,6 +271,13 @@ class Api:
                     raise RetrainRequestError(where, f"field {where!r}: a list of values must be non-empty and flat")
             elif condition is None:
                 raise RetrainRequestError(where, f"field {where!r}: give a value, a list of values or {{min, max}}")
+            numeric = {*self.ports.spec.numeric_features, self.ports.spec.target}
+            if column in numeric and not isinstance(condition, dict):
+                for value in condition if isinstance(condition, list) else [condition]:
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                        raise RetrainRequestError(
+                            where, f"field {where!r}: {column!r} is numeric; a value must be a finite number, got {value!r}"
+                        )
         return start, end, filters
 
     def event_grid(self, headers: dict, body: bytes) -> Response:

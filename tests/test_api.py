@@ -106,6 +106,8 @@ def test_the_cli_shows_the_ledger_and_asks_for_a_rollback(stack, capsys):
         ({"filters": {"PM10": {"min": 5, "max": 1}}}, "filters.PM10"),
         ({"filters": {"PM10": {"min": 1, "max": float("nan")}}}, "filters.PM10.max"),
         ({"filters": {"PM10": {"min": float("-inf")}}}, "filters.PM10.min"),
+        ({"filters": {"TEMP": "abc"}}, "filters.TEMP"),  # a numeric column: no row could ever match
+        ({"filters": {"TEMP": [1, "warm"]}}, "filters.TEMP"),
     ],
 )
 def test_retrain_refuses_a_date_that_is_not_one_and_a_range_that_is_empty(stack, body, field):
@@ -121,6 +123,9 @@ def test_a_min_equal_to_max_is_still_a_range(stack):
     source_id = new_source()
     status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", {"filters": {"PM10": {"min": 3, "max": 3}}})
     assert status == 404 and "field" not in answer  # past validation: only the source is unknown
+    values = {"filters": {"TEMP": [1, 2.5], "wd": "ZZZ"}}  # numbers for a numeric column; any category
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", values)
+    assert status == 404 and "field" not in answer
 
 
 def test_requests_to_a_busy_orchestration_say_they_are_queued_and_replaced_by_a_later_one(stack):
