@@ -164,7 +164,10 @@ def serve(port: int, log_dir: Path | None) -> None:
                 return
             try:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                predictions, stamps = scorer.predict(body["rows"])
+                rows = body.get("rows") if isinstance(body, dict) else None
+                if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+                    raise ValueError('the body must be {"rows": [{column: value, ...}, ...]} with at least one row')
+                predictions, stamps = scorer.predict(rows)
             except (ValueError, KeyError, TypeError) as exc:
                 self._answer(400, {"error": str(exc)})
                 return

@@ -21,10 +21,16 @@ DEFAULT_SERVE_STATE = PROJECT_ROOT / ".multiline" / "serve"
 
 def load_local_settings(path: Path = PROJECT_ROOT / "local.settings.json") -> None:
     """Like the Functions host: `Values` of local.settings.json become settings, the environment wins."""
-    if path.exists():
+    if not path.exists():
+        return
+    try:
         values = json.loads(path.read_text()).get("Values", {})
-        for key, value in values.items():
-            os.environ.setdefault(key, str(value))
+    except (ValueError, AttributeError) as exc:
+        raise SystemExit(f"{path} is not a settings file like local.settings.sample.json ({exc})") from None
+    if not isinstance(values, dict):
+        raise SystemExit(f"{path}: 'Values' must be an object of settings, like local.settings.sample.json's")
+    for key, value in values.items():
+        os.environ.setdefault(key, str(value))
 
 
 def _stack_file(state_dir: Path) -> Path:
@@ -375,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     load_local_settings()
     args = build_parser().parse_args(argv)
-    if getattr(args, "source", None):  # before it goes into a URL or a blob name: refused with the reason
+    if getattr(args, "source", None) is not None:  # before it goes into a URL or a blob name: refused with the reason
         from shared.blob_layout import BlobPathError, validate_source_id
         from shared.settings import load_settings
 

@@ -26,6 +26,8 @@ class _Server(ThreadingHTTPServer):
 
 def make_server(api, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 60  # a client that sends less than it announced must not hold a thread forever
+
         def _serve(self, method: str) -> None:
             try:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -54,7 +54,8 @@ class StackOptions:
 class _EngineNotices(logging.Filter):
     """Engine warnings that are the stack working, not news: the orchestrator cancels the debounce timer an
     upload beat (Durable Functions needs that) and the in-memory backend still fires it, which the worker
-    says it ignores; and while the stack stops, the worker's work-item stream ends CANCELLED."""
+    says it ignores; an idle worker's stream times out and reconnects (every few minutes with nothing to do);
+    and while the stack stops, the worker's work-item stream ends CANCELLED."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +63,7 @@ class _EngineNotices(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "Ignoring unexpected timerFired event" in message:
+        if "Ignoring unexpected timerFired event" in message or "Timed out waiting for work items" in message:
             return False
         return not (self.stopping and "CANCELLED" in message)
 

@@ -149,6 +149,18 @@ def test_the_cli_refuses_a_source_id_it_could_not_put_in_a_url(capsys):
         for command in (["status", source_id], ["ledger", source_id], ["rollback", source_id, "1"]):
             assert main([*command, "--url", "http://127.0.0.1:9"]) == 2
             assert "outside the allowed pattern" in capsys.readouterr().err
+    assert main(["upload", "", "README.md"]) == 2 and "source id is empty" in capsys.readouterr().err
+
+
+def test_a_broken_local_settings_file_is_named(tmp_path):
+    import pytest
+
+    from local.cli import load_local_settings
+
+    for text in ("{not json", '{"Values": ["a"]}', "[1]"):
+        (tmp_path / "local.settings.json").write_text(text)
+        with pytest.raises(SystemExit, match="local.settings.json"):
+            load_local_settings(tmp_path / "local.settings.json")
 
 
 def test_the_demo_does_not_wipe_a_serve_running_on_its_state(tmp_path):

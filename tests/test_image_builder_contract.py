@@ -189,6 +189,9 @@ def test_the_images_scoring_server_answers_a_burst_of_requests_and_logs_them(sto
         assert all(body["model_version"] == version and len(body["predictions"]) == len(rows) for _, body in answers)
         code, body = post(json.dumps({"rows": [{"nothing": 1}]}).encode())
         assert code == 400 and "lack input column" in body["error"]
+        for refused in ({"rows": []}, [rows[0]], {"rows": [1, 2]}, {"row": rows}):
+            code, body = post(json.dumps(refused).encode())
+            assert code == 400 and 'the body must be {"rows": [' in body["error"], (refused, body)
         logged = pd.concat(pd.read_csv(path) for path in (tmp_path / "log").glob("predictions-*.csv"))
         assert len(logged) == 64 * len(rows) and set(logged["model_version"]) == {version}
     finally:
