@@ -21,7 +21,7 @@ import pandas as pd
 from local.devices import log_live_predictions
 from local.stack import LocalStack, StackOptions
 from shared import codec
-from shared.dataset import build_timestamp
+from shared.dataset import DataFileError, build_timestamp, parse_file
 from shared.fleet import COLUMNS, fleet_view, format_table
 from shared.run_store import latest_run
 from shared.settings import PROJECT_ROOT
@@ -98,10 +98,10 @@ def discover_sources(data_dir: Path) -> dict[str, list[Path]]:
 def read_source(paths: list[Path], spec: ModelSpec) -> pd.DataFrame:
     frames = []
     for path in paths:
-        if path.name.lower().endswith(".parquet"):
-            frames.append(pd.read_parquet(path))
-        else:
-            frames.append(pd.read_csv(path, na_values=spec.na_values, keep_default_na=True, low_memory=False))
+        try:  # the parser runs use, so that a file they would refuse is named with the same reason
+            frames.append(parse_file(path.read_bytes(), path.name, spec, []))
+        except DataFileError as exc:
+            raise DemoError(f"{path}: {exc}; the demo replays files as they are: fix or remove it") from None
     frame = pd.concat(frames, ignore_index=True)
     missing = [column for column in spec.required_columns if column not in frame.columns]
     if missing:
@@ -111,7 +111,10 @@ def read_source(paths: list[Path], spec: ModelSpec) -> pd.DataFrame:
 
 def monthly_uploads(frame: pd.DataFrame, spec: ModelSpec, source_id: str) -> dict[str, tuple[str, bytes]]:
     """month (yyyy-mm) -> (blob name, CSV bytes) of the source's original rows in that month."""
-    stamps = build_timestamp(frame, source_id, spec)
+    try:
+        stamps = build_timestamp(frame, source_id, spec)
+    except DataFileError as exc:
+        raise DemoError(str(exc)) from None
     uploads = {}
     for month, part in frame.groupby(stamps.dt.strftime("%Y-%m")):
         year, mm = month.split("-")

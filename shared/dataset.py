@@ -43,26 +43,29 @@ def read_table(
     Raises DataFileError when the file cannot be used at all; problems that only cost some rows (or
     that the model copes with) are appended to `warnings` and the usable rows are returned.
     """
-    where = describe(blob_name)
     warnings = warnings if warnings is not None else []
-    if not payload:
-        raise DataFileError(f"{where}: the file is empty (0 bytes); expected a header row and data rows")
-    lower = blob_name.lower()
-    if lower.endswith(".parquet"):
-        frame = _read_parquet(payload, where)
-    else:
-        if lower.endswith(".gz"):
-            payload = _gunzip(payload, where)
-        frame = _read_csv(payload, where, spec, warnings)
     return conform(
-        frame,
-        where,
+        parse_file(payload, blob_name, spec, warnings),
+        describe(blob_name),
         spec,
         warnings=warnings,
         now=now,
         future_tolerance_hours=future_tolerance_hours,
         known_categories=known_categories,
     )
+
+
+def parse_file(payload: bytes, name: str, spec: ModelSpec, warnings: list[str]) -> pd.DataFrame:
+    """The file's rows as they are (CSV, gzip-compressed CSV or Parquet, by `name`), or DataFileError with why not."""
+    where = describe(name)
+    if not payload:
+        raise DataFileError(f"{where}: the file is empty (0 bytes); expected a header row and data rows")
+    lower = name.lower()
+    if lower.endswith(".parquet"):
+        return _read_parquet(payload, where)
+    if lower.endswith(".gz"):
+        payload = _gunzip(payload, where)
+    return _read_csv(payload, where, spec, warnings)
 
 
 def _gunzip(payload: bytes, where: str) -> bytes:

@@ -216,3 +216,27 @@ def test_the_cli_says_when_its_stack_is_gone_or_the_url_is_no_multiline_api(tmp_
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_demo_names_a_station_file_it_cannot_replay(tmp_path):
+    import pytest
+
+    from local.demo import DemoError, plan
+    from shared.spec import load_spec
+
+    spec = load_spec(PROJECT_ROOT / "specs" / "air-quality.json")
+    frame = station_frame("Dongsi")
+    month = frame[(frame.year == 2015) & (frame.month <= 2)]
+    text = month.to_csv(index=False)
+    broken = {
+        "latin1": (text.replace("NW", "N\u00c9", 1).encode("latin-1"), "not UTF-8"),
+        "ragged": (text.replace("\n", ",x,y\n", 2).replace(",x,y\n", "\n", 1).encode(), r"field\(s\) more than the header"),
+        "undated": (month.assign(year="soon").to_csv(index=False).encode(), "no row has a valid timestamp"),
+    }
+    for name, (payload, reason) in broken.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"station_{name}.csv").write_bytes(payload)
+        (folder / "station_fine.csv").write_text(text)
+        with pytest.raises(DemoError, match=reason):
+            plan(folder, spec, initial_months=1, rounds=1, max_sources=None)
