@@ -186,8 +186,15 @@ def cmd_status(args) -> int:
         return _refused(args, body)
     if args.json:
         print(json.dumps(body, indent=1))
-    else:
-        print(format_table([body] if args.source else body["sources"]))
+        return 0
+    print(format_table([body] if args.source else body["sources"]))
+    if args.source:  # one source: what the table has no room for
+        if body.get("reason"):
+            print(f"reason: {body['reason']}")
+        for item in body.get("problem_files") or []:
+            print(f"{item['status']}: {item.get('error') or item.get('warning')}")
+        if body.get("problem_files_not_listed"):
+            print(body["problem_files_not_listed"])
     return 0
 
 

@@ -26,6 +26,7 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
     image = ports.images.image_for(source_id, champion_version) if champion_version is not None else None
     orchestration = orchestrations.status(instance_id_for(source_id)) if orchestrations else None
     live_step = ((orchestration or {}).get("custom_status") or {}).get("step")
+    training = (run or {}).get("training") or {}
     return {
         "source_id": source_id,
         "champion_version": champion_version,
@@ -45,6 +46,12 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
         "last_run_id": (run or {}).get("run_id"),
         "last_run_seconds": (run or {}).get("duration_seconds"),
         "last_run_ended_at": (run or {}).get("ended_at"),
+        # Files the last run's training rejected or used with warnings (each is marked on its blob too).
+        "problem_files": [
+            {key: item[key] for key in ("blob", "status", "error", "warning") if item.get(key)}
+            for item in training.get("rejected") or []
+        ],
+        "problem_files_not_listed": training.get("rejected_not_listed"),
         # The engine may have forgotten a finished orchestration (the local in-memory one does on restart):
         # a source whose last run is recorded is then "done", not unknown.
         "step": live_step or ("done" if run and orchestration is None else None),

@@ -233,3 +233,28 @@ def test_a_retrain_says_which_older_files_its_range_left_unread(stack):
         "newest": f"{source_id}/2015/01/01/quarter.csv",
         "cutoff": "2015-01-29",
     }
+
+
+def test_one_source_status_says_why_and_which_files_had_problems(stack, capsys):
+    from local.cli import main
+
+    mixed, rejected_only = f"Mixed-{uuid.uuid4().hex[:6]}", f"Rejects-{uuid.uuid4().hex[:6]}"
+    broken = b"year,month\n2015,8\n"
+    healthy(stack, mixed, "Dongsi", months_from(2015, 9, 3))
+    stack.ports.storage.write("raw", f"{mixed}/2015/08/01/broken.csv", broken)
+    for day in ("01", "02"):
+        stack.ports.storage.write("raw", f"{rejected_only}/2015/08/{day}/broken.csv", broken)
+    [mixed_run] = wait_for_runs(stack, mixed, 1)
+    [failed_run] = wait_for_runs(stack, rejected_only, 1)
+    assert mixed_run["outcome"] == "promoted" and failed_run["outcome"] == "training_failed"
+
+    assert main(["status", mixed, "--url", stack.base_url]) == 0
+    out = capsys.readouterr().out
+    assert f"rejected: source '{mixed}', blob '{mixed}/2015/08/01/broken.csv': missing column(s)" in out
+    status, view = call(stack, "GET", f"/api/sources/{mixed}")
+    assert status == 200 and [item["blob"] for item in view["problem_files"]] == [f"{mixed}/2015/08/01/broken.csv"]
+
+    assert main(["status", rejected_only, "--url", stack.base_url]) == 0
+    out = capsys.readouterr().out
+    reason = next(line for line in out.splitlines() if line.startswith("reason: "))
+    assert "no valid rows in the requested range; 2 file(s) rejected, e.g. source " in reason and "missing column(s)" in reason
