@@ -123,6 +123,16 @@ def test_too_little_data_fails_with_the_reason_and_registers_nothing(world, stor
     assert registry.versions(source_id) == []
 
 
+def test_a_job_whose_filters_leave_no_row_fails_naming_them(world, storage, fast_spec, source_id):
+    backend, registry = world
+    names = upload_months(storage, source_id, "Huairou", months_from(2015, 1, 2))
+    job = job_for(source_id, names, fast_spec, start="2015-01-15", filters={"wd": "ZZZ"})
+    status = wait_for(backend, backend.submit(job))
+    assert status["state"] == "failed" and status["error_kind"] == "not_enough_data"
+    assert "row(s) from 2015-01-15 to the last, none passes the filters {'wd': 'ZZZ'}" in status["error"], status
+    assert registry.versions(source_id) == []
+
+
 def test_a_job_whose_every_file_is_rejected_fails_naming_why(world, storage, fast_spec, source_id):
     backend, registry = world
     bad = [f"{source_id}/2015/0{month}/01/broken.csv" for month in (1, 2)]

@@ -10,6 +10,7 @@ from shared.fleet_model import SOURCE_COLUMN
 from shared.ports import Storage
 from shared.source_data import load_frames
 from shared.spec import ModelSpec, parse_spec
+from training.preprocess import NotEnoughData
 
 
 def filter_data(
@@ -25,7 +26,14 @@ def filter_data(
         return frame, rejected
     if job.get("candidate") == "fleet":
         frame[SOURCE_COLUMN] = frame["_source_blob"].str.split("/").str[0]
-    frame = apply_filters(frame, parse_time(job.get("start")), parse_time(job.get("end")), job.get("filters"))
+    start, end = parse_time(job.get("start")), parse_time(job.get("end"))
+    in_range = apply_filters(frame, start, end, None)
+    frame = apply_filters(in_range, None, None, job.get("filters"))
+    if frame.empty and not in_range.empty:  # say which condition left nothing, not just "no valid rows"
+        span = f"{job.get('start') or 'the first row'} to {job.get('end') or 'the last'}"
+        raise NotEnoughData(
+            f"source {job['source_id']}: {len(in_range)} row(s) from {span}, none passes the filters {job['filters']}"
+        )
     return frame, rejected
 
 
