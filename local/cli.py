@@ -264,12 +264,15 @@ def _first_day(path: Path, settings) -> date:
     size = path.stat().st_size
     if size > settings.max_blob_bytes:  # not read: a run rejects it unread too
         raise _Unusable(f"{path.name}: {size} bytes, more than MULTILINE_MAX_BLOB_BYTES ({settings.max_blob_bytes})")
+    warnings: list[str] = []
     try:
-        frame = read_table(path.read_bytes(), path.name, load_spec(settings.spec_path))
+        frame = read_table(path.read_bytes(), path.name, load_spec(settings.spec_path), warnings=warnings)
     except DataFileError as exc:
         raise _Unusable(str(exc)) from None
     day = frame[TIMESTAMP].min().date()  # read_table refuses a file without a usable timestamp
     print(f"{path.name}: its rows start on {day} (use --date to choose another day)")
+    for warning in warnings:  # what a run will say about it too: it is used, minus what the warning drops
+        print(f"{path.name}: warning: {warning}")
     return day
 
 
@@ -290,6 +293,12 @@ def cmd_upload(args) -> int:
         day = date.fromisoformat(args.date) if args.date else None
     except ValueError:
         raise SystemExit(f"--date {args.date!r} is not a date (yyyy-mm-dd): the day the file's data starts") from None
+    try:  # the name first (its extension, the id): a file no run would list is not worth reading
+        parse_raw_blob_name(
+            f"{args.source}/{day or date.today():%Y/%m/%d}/{path.name}", settings.source_id_pattern, settings.source_id_max_length
+        )
+    except BlobPathError as exc:
+        raise SystemExit(f"not uploaded: {exc}") from None
     if day is None:
         try:
             day = _first_day(path, settings)
@@ -304,10 +313,6 @@ def cmd_upload(args) -> int:
             day = date.today()
             print(f"{exc}; uploaded anyway (--force), dated {day}")
     name = f"{args.source}/{day:%Y/%m/%d}/{path.name}"
-    try:
-        parse_raw_blob_name(name, settings.source_id_pattern, settings.source_id_max_length)
-    except BlobPathError as exc:
-        raise SystemExit(f"not uploaded: {exc}") from None
     storage = BlobStorage.from_connection_string(info["blob_connection_string"], ["raw"])
     storage.write("raw", name, path.read_bytes())
     print(f"uploaded raw/{name}; the relay will post its BlobCreated event")
@@ -398,7 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         except BlobPathError as exc:
             print(f"multiline {args.command}: {exc}", file=sys.stderr)
             return 2
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except SystemExit as exc:
+        if getattr(args, "json", False) and isinstance(exc.code, str):  # scripts read one JSON document
+            print(json.dumps({"error": exc.code}, indent=1))
+            return 1
+        raise
 
 
 if __name__ == "__main__":

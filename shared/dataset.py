@@ -92,6 +92,8 @@ def _read_parquet(payload: bytes, where: str) -> pd.DataFrame:
 
 
 def _read_csv(payload: bytes, where: str, spec: ModelSpec, warnings: list[str]) -> pd.DataFrame:
+    if payload[:2] == b"\x1f\x8b":
+        raise DataFileError(f"{where}: the file is gzip-compressed; name it with .csv.gz (expected plain CSV by its name)")
     if payload[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise DataFileError(f"{where}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); expected UTF-8 text")
     if payload.startswith(UTF8_BOM):
@@ -196,7 +198,14 @@ def conform(
 def build_timestamp(frame: pd.DataFrame, where: str, spec: ModelSpec) -> pd.Series:
     stamps = timestamps(frame, spec.timestamp_spec)
     if stamps.isna().all():
-        raise DataFileError(f"{where}: no row has a valid timestamp (spec timestamp: {spec.raw.get('timestamp')})")
+        timestamp = spec.timestamp_spec
+        columns = [timestamp["column"]] if timestamp.get("column") else list(timestamp["from_parts"].values())
+        first = ", ".join(f"{column}={frame[column].iloc[0]}" for column in columns if column in frame.columns)
+        raise DataFileError(
+            f"{where}: no row has a valid timestamp (spec timestamp: {spec.raw.get('timestamp')}); the first row "
+            f"has {first}: expected a real date and an hour 0-23, in the years {pd.Timestamp.min.year + 1}-"
+            f"{pd.Timestamp.max.year - 1}"
+        )
     return stamps
 
 

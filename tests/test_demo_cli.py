@@ -79,6 +79,17 @@ def test_upload_dates_a_file_by_its_first_row_unless_told(tmp_path, azurite, sto
     assert main(["upload", source_id, str(old), "--state-dir", str(tmp_path)]) == 0
     assert "its rows start on 2016-03-01" in capsys.readouterr().out
     assert main(["upload", source_id, str(old), "--date", "2016-02-20", "--state-dir", str(tmp_path)]) == 0
+    import pytest
+
+    warned = tmp_path / "warned.csv"
+    april = frame[(frame.year == 2016) & (frame.month == 4)].reset_index(drop=True)
+    april.loc[april.index[1::100], "hour"] = 25  # 8 rows with an hour that is none
+    april.to_csv(warned, index=False)
+    assert main(["upload", source_id, str(warned), "--state-dir", str(tmp_path)]) == 0
+    assert "warned.csv: warning: 8 row(s) have no valid timestamp; dropped" in capsys.readouterr().out
+    (tmp_path / "notes.txt").write_text("not data")
+    with pytest.raises(SystemExit, match="not uploaded: .*must end with one of"):  # refused before it is read
+        main(["upload", source_id, str(tmp_path / "notes.txt"), "--state-dir", str(tmp_path)])
     broken = tmp_path / "broken.csv"
     broken.write_text("year,month\n2016,3\n")
     assert main(["upload", source_id, str(broken), "--state-dir", str(tmp_path)]) == 1  # a run would reject it
@@ -88,7 +99,12 @@ def test_upload_dates_a_file_by_its_first_row_unless_told(tmp_path, azurite, sto
     assert "uploaded anyway (--force)" in capsys.readouterr().out
     today = date.today()
     assert sorted(info.name for info in storage.list("raw", f"{source_id}/")) == sorted(
-        [f"{source_id}/2016/03/01/march.csv", f"{source_id}/2016/02/20/march.csv", f"{source_id}/{today:%Y/%m/%d}/broken.csv"]
+        [
+            f"{source_id}/2016/03/01/march.csv",
+            f"{source_id}/2016/02/20/march.csv",
+            f"{source_id}/2016/04/01/warned.csv",
+            f"{source_id}/{today:%Y/%m/%d}/broken.csv",
+        ]
     )
 
 
@@ -194,6 +210,8 @@ def test_the_cli_says_when_its_stack_is_gone_or_the_url_is_no_multiline_api(tmp_
     for command in (["status"], ["retrain", "Dongsi", "--start", "2016-01-01", "--end", "2016-02-01"]):
         with pytest.raises(SystemExit, match=r"\(pid \d+\) is not running: start it again with `multiline serve --state-dir"):
             main([*command, "--state-dir", str(tmp_path)])
+    assert main(["status", "--json", "--state-dir", str(tmp_path)]) == 1  # for scripts: still one JSON document
+    assert "is not running" in json.loads(capsys.readouterr().out)["error"]
 
     class Page(http.server.BaseHTTPRequestHandler):  # some other web server on the port
         def do_GET(self):

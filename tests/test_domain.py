@@ -135,3 +135,14 @@ def test_a_file_whose_rows_are_all_undated_or_in_the_future_is_refused():
     # 29 February 2030 is no day; every other row is in the future
     with pytest.raises(DataFileError, match="no row has a usable timestamp: 24 have no valid timestamp and 672 are"):
         read_table(frame.to_csv(index=False).encode(), "future.csv", SPEC)
+
+
+def test_a_gzip_file_named_csv_and_an_undatable_file_say_what_to_fix():
+    import gzip
+
+    payload = monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)]
+    with pytest.raises(DataFileError, match=r"the file is gzip-compressed; name it with \.csv\.gz"):
+        read_table(gzip.compress(payload), "packed.csv", SPEC)
+    typo = payload.replace(b",2014,", b",20140,")
+    with pytest.raises(DataFileError, match="the first row has year=20140, .*in the years 1678-2261"):
+        read_table(typo, "typo.csv", SPEC)
