@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +35,38 @@ def azurite_binary() -> Path:
     if binary.exists():
         return binary
     raise AzuriteMissing(f"Azurite is not installed in {PROJECT_ROOT / 'node_modules'}: run `make install` (npm ci)")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+# Run as `python -c _EXEC_DYING_WITH_PARENT <parent pid> <command...>`: asks Linux for SIGTERM when the parent
+# ends (PR_SET_PDEATHSIG), then becomes the command (exec keeps the request). A subprocess, not preexec_fn:
+# the stack has threads, and preexec_fn is not safe with threads.
+_EXEC_DYING_WITH_PARENT = (
+    "import ctypes, ctypes.util, os, signal, sys\n"
+    "libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)\n"
+    "libc.prctl(1, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)  # the parent ended before the request was made\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _dying_with_parent(command: list[str]) -> list[str]:
+    """On Linux, `command` so that it gets SIGTERM when this process ends (a stack killed hard left Azurite
+    running on its state directory). Only from the main thread: the signal follows the thread that started
+    the child, and the main thread's end is the process's end."""
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return command
+    return [sys.executable, "-c", _EXEC_DYING_WITH_PARENT, str(os.getpid()), *command]
 
 
 def connection_string(port: int) -> str:
@@ -72,7 +107,9 @@ class Azurite:
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             output = open(self.log_file, "ab")
-        self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            _dying_with_parent(command), stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

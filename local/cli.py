@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import date
@@ -107,16 +108,12 @@ def _alive(pid) -> bool:
 
 
 def _require_free_port(port: int) -> None:
-    import socket
+    from local.azurite import port_is_free
 
-    with socket.socket() as probe:
-        # As the HTTP server binds (SO_REUSEADDR): a port whose last connections linger in TIME_WAIT after a
-        # stop is free to serve again, and only a live listener counts as "in use".
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise SystemExit(f"port {port} on 127.0.0.1 is in use: stop what uses it, or pass --port") from None
+    # As the HTTP server binds (SO_REUSEADDR): a port whose last connections linger in TIME_WAIT after a stop
+    # is free to serve again, and only a live listener counts as "in use".
+    if not port_is_free(port):
+        raise SystemExit(f"port {port} on 127.0.0.1 is in use: stop what uses it, or pass --port")
 
 
 def cmd_serve(args) -> int:
@@ -135,9 +132,23 @@ def cmd_serve(args) -> int:
         )
     if previous and _alive(previous.get("azurite_pid")):
         os.kill(previous["azurite_pid"], signal.SIGTERM)  # left behind by a serve that was killed hard
+        for _ in range(50):
+            if not _alive(previous["azurite_pid"]):
+                break
+            time.sleep(0.1)
     _require_free_port(args.port)
+    from local.azurite import port_is_free
+
+    # Azurite on the port it had, if free: Blob clients set up from an earlier stack file keep working.
+    port_file = state_dir / "azurite.port"
     try:
-        stack = LocalStack(StackOptions(state_dir=state_dir, http_port=args.port)).start()
+        azurite_port = int(port_file.read_text())
+    except (FileNotFoundError, ValueError):
+        azurite_port = None
+    if azurite_port and not port_is_free(azurite_port):
+        azurite_port = None
+    try:
+        stack = LocalStack(StackOptions(state_dir=state_dir, http_port=args.port, azurite_port=azurite_port)).start()
     except AzuriteMissing as exc:
         raise SystemExit(str(exc)) from None
     info = {
@@ -148,6 +159,7 @@ def cmd_serve(args) -> int:
         "azurite_pid": stack.azurite.process.pid,
     }
     _stack_file(state_dir).write_text(json.dumps(info, indent=1))
+    port_file.write_text(str(stack.azurite.port))
     print(
         f"Multiline local stack is up.\n  API and fleet page: {stack.base_url}/\n  Blob Storage (Azurite): {stack.account_url}"
         f"\n  Upload a file: multiline upload SOURCE FILE  (or any Blob client to container 'raw', "

@@ -49,6 +49,7 @@ class StackOptions:
     # who uploads calls `LocalStack.deliver_events()` (the demo, which knows when it uploaded, does that).
     relay_interval: float | None = 0.5
     reconcile_on_start: bool = True
+    azurite_port: int | None = None  # None: any free port
 
 
 class _EngineNotices(logging.Filter):
@@ -97,6 +98,7 @@ class LocalStack:
         options.state_dir.mkdir(parents=True, exist_ok=True)
         self.azurite = Azurite(
             options.state_dir / "azurite" if options.persist_storage else None,
+            port=options.azurite_port,
             log_file=options.state_dir / "logs" / "azurite.log",
         ).start()
         try:

@@ -258,3 +258,30 @@ def test_the_demo_names_a_station_file_it_cannot_replay(tmp_path):
         (folder / "station_fine.csv").write_text(text)
         with pytest.raises(DemoError, match=reason):
             plan(folder, spec, initial_months=1, rounds=1, max_sources=None)
+
+
+def test_serve_keeps_its_azurite_port_across_restarts(tmp_path):
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path / "serve"
+    command = [sys.executable, "-m", "local.cli", "serve", "--port", str(port), "--state-dir", str(state)]
+    accounts = []
+    for _ in range(2):
+        serve = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 90
+            while not (state / "stack.json").exists():
+                assert serve.poll() is None and time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+            time.sleep(0.5)  # written whole
+            accounts.append(json.loads((state / "stack.json").read_text())["account_url"])
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=90)
+        assert not (state / "stack.json").exists()
+    assert accounts[0] == accounts[1]  # Blob clients set up from the first stack file still reach it

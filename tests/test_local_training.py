@@ -82,3 +82,32 @@ def running(pid: int) -> bool:
             return stat.read().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:  # gone in between, or no procfs (not Linux), where kill(0) is all there is
         return not os.path.isdir("/proc/self")
+
+
+def test_azurite_stops_when_the_stack_that_started_it_is_killed():
+    import signal
+    import subprocess
+    import sys
+
+    from shared.settings import PROJECT_ROOT
+
+    if sys.platform != "linux":
+        pytest.skip("the parent-death signal is Linux's")
+    parent = (
+        "import time\n"
+        "from local.azurite import Azurite\n"
+        "server = Azurite(location=None).start()\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    stack = subprocess.Popen([sys.executable, "-c", parent], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    azurite_pid = int(stack.stdout.readline())
+    assert running(azurite_pid)
+    stack.send_signal(signal.SIGKILL)
+    stack.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while running(azurite_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if running(azurite_pid):
+        os.kill(azurite_pid, signal.SIGKILL)
+        pytest.fail(f"Azurite (pid {azurite_pid}) still runs 15 s after the stack that started it was killed")
