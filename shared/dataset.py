@@ -14,6 +14,9 @@ from edge.features import timestamps
 from shared.spec import ModelSpec
 
 TIMESTAMP = "_timestamp"
+# Set on a retrain's rows when it has filters: the rows a person's filters keep. Filters choose what a
+# challenger trains on; it is evaluated, like the champion, on every recent row of the source.
+PASSES_FILTERS = "_passes_filters"
 MAX_ABS_VALUE = 1e12  # larger readings are treated as sensor garbage
 UTF8_BOM = b"\xef\xbb\xbf"
 

@@ -123,6 +123,28 @@ def test_too_little_data_fails_with_the_reason_and_registers_nothing(world, stor
     assert registry.versions(source_id) == []
 
 
+def test_filters_choose_the_training_rows_and_the_evaluation_keeps_every_recent_row(
+    world, storage, fast_spec, source_id
+):
+    """Scored on the filtered window, a model trained on a slice (low PM2.5, say) beats any champion there
+    and would be shipped for every row: the window stays whole, so champion and challenger meet all of it."""
+    from shared.dataset import TIMESTAMP, read_table
+
+    backend, registry = world
+    names = upload_months(storage, source_id, "Huairou", months_from(2015, 1, 3))
+    status = wait_for(backend, backend.submit(job_for(source_id, names, fast_spec, filters={"PM2.5": {"max": 50}})))
+    assert status["state"] == "succeeded", status
+    record = registry.get(source_id, status["result"]["model_version"])
+    container, _, name = record["eval_uri"].partition("/")
+    stored = pd.read_parquet(io.BytesIO(storage.read(container, name)[0]))
+    evaluation = stored.loc[~stored["_context"]]
+    assert evaluation["PM2.5"].max() > 50 and "_passes_filters" not in stored.columns
+    rows = pd.concat(read_table(storage.read("raw", blob)[0], blob, fast_spec) for blob in names)
+    before = rows.loc[rows["PM2.5"].notna() & (rows[TIMESTAMP] <= pd.Timestamp(record["eval_start"]))]
+    assert record["train_rows"] == int((before["PM2.5"] <= 50).sum()) < len(before)
+    assert len(evaluation) == record["eval_rows"]
+
+
 def test_a_job_whose_filters_leave_no_row_fails_naming_them(world, storage, fast_spec, source_id):
     backend, registry = world
     names = upload_months(storage, source_id, "Huairou", months_from(2015, 1, 2))

@@ -1,10 +1,11 @@
-"""Step 1, filter: read the manifest's blobs, drop bad files (marked), keep rows in [start, end) that pass filters."""
+"""Step 1, filter: read the manifest's blobs, drop bad files (marked), keep rows in [start, end) and mark
+those that pass the filters (the challenger trains on them; it is evaluated on all of the window's rows)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from shared.dataset import apply_filters, parse_time
+from shared.dataset import PASSES_FILTERS, apply_filters, parse_time
 from shared.drift import OTHER
 from shared.fleet_model import SOURCE_COLUMN
 from shared.ports import Storage
@@ -26,14 +27,15 @@ def filter_data(
         return frame, rejected
     if job.get("candidate") == "fleet":
         frame[SOURCE_COLUMN] = frame["_source_blob"].str.split("/").str[0]
-    start, end = parse_time(job.get("start")), parse_time(job.get("end"))
-    in_range = apply_filters(frame, start, end, None)
-    frame = apply_filters(in_range, None, None, job.get("filters"))
-    if frame.empty and not in_range.empty:  # say which condition left nothing, not just "no valid rows"
-        span = f"{job.get('start') or 'the first row'} to {job.get('end') or 'the last'}"
-        raise NotEnoughData(
-            f"source {job['source_id']}: {len(in_range)} row(s) from {span}, none passes the filters {job['filters']}"
-        )
+    frame = apply_filters(frame, parse_time(job.get("start")), parse_time(job.get("end")), None)
+    if job.get("filters") and not frame.empty:
+        passing = apply_filters(frame, None, None, job["filters"])
+        if passing.empty:  # say which condition left nothing, not just "no valid rows"
+            span = f"{job.get('start') or 'the first row'} to {job.get('end') or 'the last'}"
+            raise NotEnoughData(
+                f"source {job['source_id']}: {len(frame)} row(s) from {span}, none passes the filters {job['filters']}"
+            )
+        frame = frame.assign(**{PASSES_FILTERS: frame.index.isin(passing.index)})
     return frame, rejected
 
 

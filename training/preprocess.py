@@ -6,9 +6,11 @@ the edge image applies exactly the same preprocessing as training did.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
-from shared.dataset import TIMESTAMP
+from shared.dataset import PASSES_FILTERS, TIMESTAMP
 from shared.fleet_model import SOURCE_COLUMN
 from shared.modeling import Split, labelled, prepare, split_for_evaluation
 from shared.source_data import REJECTED
@@ -42,6 +44,8 @@ def _split(frame: pd.DataFrame, spec: ModelSpec, source_id: str, hold_out: bool)
     frame = prepare(frame, spec, group_column=SOURCE_COLUMN if SOURCE_COLUMN in frame.columns else None)
     if not hold_out:
         rows = labelled(frame, spec).sort_values(TIMESTAMP)
+        if PASSES_FILTERS in rows.columns:
+            rows = rows.loc[rows[PASSES_FILTERS]].drop(columns=PASSES_FILTERS)
         if len(rows) < spec.eval_min_rows:
             raise NotEnoughData(f"{source_id}: {len(rows)} labelled rows; at least {spec.eval_min_rows} are needed")
         end = rows[TIMESTAMP].max()
@@ -50,6 +54,15 @@ def _split(frame: pd.DataFrame, spec: ModelSpec, source_id: str, hold_out: bool)
         split = split_for_evaluation(frame, spec)
     except ValueError as exc:
         raise NotEnoughData(f"source {source_id}: {exc}") from exc
+    if PASSES_FILTERS in frame.columns:
+        # A person's filters choose the training rows only: the champion and the challenger are then scored
+        # on the same rows, every recent labelled row of the source, as the edge will meet them.
+        split = replace(
+            split,
+            train=split.train.loc[split.train[PASSES_FILTERS]].drop(columns=PASSES_FILTERS),
+            evaluation=split.evaluation.drop(columns=PASSES_FILTERS),
+            context=None if split.context is None else split.context.drop(columns=PASSES_FILTERS),
+        )
     if len(split.train) < spec.eval_min_rows:
         raise NotEnoughData(
             f"source {source_id}: {len(split.train)} labelled training rows before the evaluation window "
