@@ -123,9 +123,7 @@ def test_too_little_data_fails_with_the_reason_and_registers_nothing(world, stor
     assert registry.versions(source_id) == []
 
 
-def test_filters_choose_the_training_rows_and_the_evaluation_keeps_every_recent_row(
-    world, storage, fast_spec, source_id
-):
+def test_filters_choose_the_training_rows_and_the_evaluation_keeps_every_recent_row(world, storage, fast_spec, source_id):
     """Scored on the filtered window, a model trained on a slice (low PM2.5, say) beats any champion there
     and would be shipped for every row: the window stays whole, so champion and challenger meet all of it."""
     from shared.dataset import TIMESTAMP, read_table
