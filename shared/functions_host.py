@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, quote, urlparse
 import azure.functions as func
 
 from orchestrations.df_adapter import unwrap_activity_input
-from shared.api import Api
+from shared.api import Api, Response
 from shared.df_orchestration_client import DurableFunctionsOrchestrations
 from shared.reconcile import reconcile
 from shared.telemetry import activity_span
@@ -70,6 +70,19 @@ def run_activity(function, envelope):
         return function(payload)
 
 
+def _absolute_status_url(accepted: Response, request_url: str) -> Response:
+    """A 202 as the check-status pattern has it (Location and statusQueryGetUri), pointing at this app's own
+    `GET /api/runs/{id}` on the host the caller used.
+
+    Not `create_check_status_response`: its URLs carry the Durable extension's system key, which lets anyone
+    holding it terminate or purge any instance of the task hub (every source's), and a function key must not
+    be enough to get it. The run route needs the caller's function key, like every route of the API.
+    """
+    origin = "{0.scheme}://{0.netloc}".format(urlparse(request_url))
+    status_url = origin + accepted.headers["Location"]
+    return Response(202, {**accepted.body, "statusQueryGetUri": status_url}, {**accepted.headers, "Location": status_url})
+
+
 class FunctionsHost:
     def __init__(self, ports=None):
         self._ports = ports
@@ -107,10 +120,7 @@ class FunctionsHost:
         path = urlparse(req.url).path
         response = await asyncio.to_thread(api.handle, req.method, path, dict(req.headers), req.get_body())
         if response.status == 202 and isinstance(response.body, dict) and response.body.get("id"):
-            # The Durable Functions answer: status, event, terminate and purge URLs with the system key.
-            check = client.create_check_status_response(req, response.body["id"])
-            body = {**json.loads(check.get_body()), "action": response.body.get("action")}
-            return func.HttpResponse(json.dumps(body), status_code=202, headers=dict(check.headers))
+            response = _absolute_status_url(response, req.url)
         data, content_type = response.encoded()
         return func.HttpResponse(data, status_code=response.status, headers={**response.headers, "Content-Type": content_type})
 

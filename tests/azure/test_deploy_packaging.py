@@ -61,6 +61,13 @@ NEVER_UPLOADED = [
     "__pycache__/function_app.cpython-311.pyc",
     "shared/__pycache__/settings.cpython-311.pyc",
     "local.settings.json",
+    # the local stack's tooling: a root package.json could also make the remote build detect Node.js
+    "package.json",
+    "package-lock.json",
+    "Makefile",
+    "pyproject.toml",
+    "README.md",
+    "azure.yaml",
 ]
 
 
@@ -154,7 +161,7 @@ def test_the_function_app_package_keeps_every_runtime_folder():
         assert not [path for path in files if _excluded(FUNCIGNORE, path.relative_to(ROOT).as_posix())], folder
 
 
-@pytest.mark.parametrize("path", NEVER_UPLOADED + ["infra/resources.bicep", "docs/AZURE.md"])
+@pytest.mark.parametrize("path", NEVER_UPLOADED + ["infra/resources.bicep", "docs/AZURE.md", "local/cli.py"])
 def test_the_function_app_package_drops_heavy_and_private_files(path):
     assert _excluded(FUNCIGNORE, path), f".funcignore lets {path} into the Function App package"
 

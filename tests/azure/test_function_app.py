@@ -174,7 +174,7 @@ def test_blobs_outside_the_raw_container_are_ignored(loop, functions, extension,
     assert extension.instances == {}
 
 
-def test_retrain_answers_202_with_durable_functions_status_urls(loop, functions, extension, storage):
+def test_retrain_answers_202_with_the_apps_own_status_url_and_no_system_key(loop, functions, extension, storage):
     body = json.dumps({"start": "2016-01-01", "end": "2016-02-01"}).encode()
     unknown = call(loop, functions, "retrain", extension, req=http_request("POST", "/api/sources/A/retrain", body, source="A"))
     assert unknown.status_code == 404 and extension.instances == {}  # no data, no models: nothing to retrain
@@ -183,13 +183,20 @@ def test_retrain_answers_202_with_durable_functions_status_urls(loop, functions,
     assert response.status_code == 202
     answer = json.loads(response.get_body())
     assert answer["id"] == "retrain-A" and answer["action"] == "started"
-    assert answer["statusQueryGetUri"].startswith(
-        "https://func-multiline.azurewebsites.net/runtime/webhooks/durabletask/instances/retrain-A"
-    )
-    assert f"code={SYSTEM_KEY}" in answer["statusQueryGetUri"] and "sendEventPostUri" in answer
+    # The app's own run route (function key), never the extension's URLs: their system key can terminate or
+    # purge any source's instance.
+    assert answer["statusQueryGetUri"] == "https://func-multiline.azurewebsites.net/api/runs/retrain-A"
     assert response.headers["Location"] == answer["statusQueryGetUri"]
+    assert SYSTEM_KEY not in response.get_body().decode() and SYSTEM_KEY not in str(dict(response.headers))
     started = extension.instances["retrain-A"]["input"]
     assert started["manual"] is True and started["start"] == "2016-01-01T00:00:00"
+
+    again = call(loop, functions, "retrain", extension, req=http_request("POST", "/api/sources/A/retrain", body, source="A"))
+    queued = json.loads(again.get_body())
+    assert again.status_code == 202 and queued["action"] == "signaled" and "after the current run" in queued["queued"]
+    assert SYSTEM_KEY not in again.get_body().decode()
+    status = call(loop, functions, "get_run", extension, req=http_request("GET", "/api/runs/retrain-A", instance="retrain-A"))
+    assert status.status_code == 200 and json.loads(status.get_body())["instance_id"] == "retrain-A"
 
 
 def test_retrain_rejects_a_bad_request(loop, functions, extension, storage):
