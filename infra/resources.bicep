@@ -277,7 +277,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       scaleAndConcurrency: {
         maximumInstanceCount: 40
-        instanceMemoryMB: 2048
+        // check_drift and compare_champion hold a source's recent rows as pandas frames next to azure-ai-ml,
+        // scikit-learn and pyarrow; with data files of up to MULTILINE_MAX_BLOB_BYTES (256 MB) read eight at
+        // a time, 2048 MB leaves too little headroom.
+        instanceMemoryMB: 4096
       }
       runtime: { name: 'python', version: '3.11' }
     }
