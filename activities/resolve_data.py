@@ -12,7 +12,7 @@ from shared.blob_layout import BlobPathError, parse_raw_blob_name
 from shared.dataset import TIMESTAMP, apply_filters, parse_time, read_table
 from shared.modeling import labelled
 from shared.run_store import manifest_name
-from shared.source_data import STATUS_KEY, mark_rejected
+from shared.source_data import REJECTED, STATUS_KEY, mark_rejected
 
 
 def resolve_data(request: dict) -> dict:
@@ -31,12 +31,13 @@ def resolve_data(request: dict) -> dict:
         except BlobPathError as exc:
             skipped.append({"blob": blob.name, "reason": str(exc)})
             continue
-        if blob.metadata.get(STATUS_KEY) == "rejected":
-            skipped.append({"blob": blob.name, "reason": "rejected earlier: " + blob.metadata.get("multiline_error", "")})
-            continue
+        # A file rejected earlier is read again: what rejected it (a size limit, the spec, rows in the future
+        # of a device's clock) may have changed; the training step marks it again or clears the verdict.
+        # Only an empty file cannot change without an upload, which clears its metadata.
         if blob.size == 0:
             reason = f"source {source_id!r}, blob {blob.name!r}: the file is empty (0 bytes); expected CSV or Parquet rows"
-            mark_rejected(ports.storage, settings.containers.raw, blob.name, reason)
+            if blob.metadata.get(STATUS_KEY) != REJECTED:
+                mark_rejected(ports.storage, settings.containers.raw, blob.name, reason)
             skipped.append({"blob": blob.name, "reason": reason})
             continue
         day = datetime(path.day.year, path.day.month, path.day.day)

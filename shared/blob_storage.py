@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -70,11 +70,13 @@ class BlobStorage:
             raise NotFound(f"{container}/{name}") from exc
         return BlobInfo(name, props.size, props.etag, props.last_modified, dict(props.metadata or {}), props.creation_time)
 
-    def set_metadata(self, container: str, name: str, metadata: dict) -> None:
+    def set_metadata(self, container: str, name: str, metadata: dict, drop: Iterable[str] = ()) -> None:
         blob = self._blob(container, name)
         try:
             current = dict(blob.get_blob_properties().metadata or {})
             current.update(metadata)
+            for key in drop:
+                current.pop(key, None)
             blob.set_blob_metadata(current)
         except ResourceNotFoundError as exc:
             raise NotFound(f"{container}/{name}") from exc

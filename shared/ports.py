@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -48,7 +48,9 @@ class Storage(Protocol):
 
     def info(self, container: str, name: str) -> BlobInfo: ...
 
-    def set_metadata(self, container: str, name: str, metadata: dict) -> None: ...
+    def set_metadata(self, container: str, name: str, metadata: dict, drop: Iterable[str] = ()) -> None:
+        """Set these metadata keys and remove the `drop` keys; the blob's other metadata and content stay."""
+        ...
 
     def list_prefixes(self, container: str) -> list[str]: ...
 

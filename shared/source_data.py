@@ -17,6 +17,10 @@ ERROR_KEY = "multiline_error"
 WARNING_KEY = "multiline_warning"
 REJECTED = "rejected"
 WITH_WARNINGS = "accepted_with_warnings"
+# A file an earlier run rejected or warned about that reads cleanly now (a setting, the spec or the clock
+# changed): the verdict stays a verdict, so reconcile still knows a run has read it.
+ACCEPTED = "accepted"
+VERDICT_TEXT_KEYS = (ERROR_KEY, WARNING_KEY)
 
 
 def metadata_safe(text: str, limit: int = 1000) -> str:
@@ -25,15 +29,17 @@ def metadata_safe(text: str, limit: int = 1000) -> str:
 
 
 def mark_rejected(storage: Storage, container: str, name: str, message: str) -> None:
-    storage.set_metadata(container, name, {STATUS_KEY: REJECTED, ERROR_KEY: metadata_safe(message)})
+    storage.set_metadata(container, name, {STATUS_KEY: REJECTED, ERROR_KEY: metadata_safe(message)}, drop=(WARNING_KEY,))
 
 
-def _mark(storage: Storage, container: str, name: str, current: dict, status: str, key: str, message: str) -> None:
-    """Record the verdict on the blob (its content is never touched); skip it when already recorded."""
-    wanted = {STATUS_KEY: status, key: metadata_safe(message)}
-    if all(current.get(field) == value for field, value in wanted.items()):
+def _mark(storage: Storage, container: str, name: str, current: dict, status: str, key: str | None, message: str = "") -> None:
+    """Record this run's verdict on the blob (its content is never touched), replacing an earlier one's text;
+    skip it when already recorded."""
+    wanted = {STATUS_KEY: status, **({key: metadata_safe(message)} if key else {})}
+    stale = [field for field in VERDICT_TEXT_KEYS if field != key and field in current]
+    if not stale and all(current.get(field) == value for field, value in wanted.items()):
         return
-    storage.set_metadata(container, name, wanted)
+    storage.set_metadata(container, name, wanted, drop=stale)
 
 
 def load_frames(
@@ -106,6 +112,8 @@ def load_frames(
             problems.append(problem)
             if mark:
                 _mark(storage, container, info.name, info.metadata, WITH_WARNINGS, WARNING_KEY, problem["warning"])
+        elif mark and STATUS_KEY in info.metadata:  # an earlier verdict no longer holds
+            _mark(storage, container, info.name, info.metadata, ACCEPTED, None)
     problems.sort(key=lambda problem: problem["status"] != REJECTED)
     if combined is None:
         columns = [*spec.required_columns, "_timestamp", "_source_blob"]

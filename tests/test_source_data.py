@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from shared.settings import PROJECT_ROOT
-from shared.source_data import STATUS_KEY, WARNING_KEY, load_frames
+from shared.source_data import ACCEPTED, ERROR_KEY, STATUS_KEY, WARNING_KEY, load_frames
 from shared.spec import load_spec
 from tests.conftest import monthly_csv, station_frame
 
@@ -62,3 +62,52 @@ def test_marking_a_file_is_not_new_data_for_reconcile(storage, source_id):
     assert source_id not in [item["source_id"] for item in sources_needing_a_run(ports)]
     storage.write("raw", name, monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])  # a re-upload clears the verdict
     assert source_id in [item["source_id"] for item in sources_needing_a_run(ports)]
+
+
+def test_a_file_rejected_earlier_is_read_again_and_its_verdict_cleared_once_it_passes(storage, source_id):
+    """A rejection can stop holding (a size limit raised, the spec fixed, a device clock caught up): the file is
+    judged again by every run, never dropped for good, and a stale verdict's text does not linger."""
+    name = f"{source_id}/2016/03/01/march.csv"
+    storage.write("raw", name, monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])
+
+    rows, [problem] = load_frames(storage, "raw", [name], SPEC, max_bytes=100)
+    assert rows.empty and problem["status"] == "rejected" and "expected at most 100" in problem["error"]
+    assert storage.info("raw", name).metadata[STATUS_KEY] == "rejected"
+
+    rows, problems = load_frames(storage, "raw", [name], SPEC)  # the limit is back to its default
+    assert len(rows) == 31 * 24 and problems == []
+    metadata = storage.info("raw", name).metadata
+    assert metadata[STATUS_KEY] == ACCEPTED and ERROR_KEY not in metadata
+
+    storage.set_metadata("raw", name, {STATUS_KEY: "accepted_with_warnings", WARNING_KEY: "1 row(s) dropped"})
+    load_frames(storage, "raw", [name], SPEC)
+    metadata = storage.info("raw", name).metadata
+    assert metadata[STATUS_KEY] == ACCEPTED and WARNING_KEY not in metadata
+
+
+def test_resolve_data_lists_files_rejected_earlier_but_not_an_empty_one(storage, azurite, source_id, tmp_path, monkeypatch):
+    from activities.resolve_data import resolve_data
+    from shared import codec
+    from shared.adapters import reset_ports
+
+    monkeypatch.setenv("MULTILINE_MODE", "local")
+    monkeypatch.setenv("MULTILINE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("MULTILINE_STATE_DIR", str(tmp_path))
+    reset_ports()
+    try:
+        rejected = f"{source_id}/2016/03/01/march.csv"
+        empty = f"{source_id}/2016/03/02/empty.csv"
+        storage.write("raw", rejected, monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])
+        storage.set_metadata(
+            "raw", rejected, {STATUS_KEY: "rejected", ERROR_KEY: "the file is 60000 bytes; expected at most 100"}
+        )
+        storage.write("raw", empty, b"")
+        result = resolve_data({"source_id": source_id, "run_id": "r1", "start": "2016-03-01", "end": "2016-04-01"})
+        manifest = codec.loads(storage.read(*result["manifest_uri"].split("/", 1))[0])
+        assert manifest["blobs"] == [rejected]
+        assert [item["blob"] for item in manifest["skipped"]] == [empty] and "empty" in manifest["skipped"][0]["reason"]
+        marked = storage.info("raw", empty)
+        again = resolve_data({"source_id": source_id, "run_id": "r2", "start": "2016-03-01", "end": "2016-04-01"})
+        assert again["skipped_count"] == 1 and storage.info("raw", empty).etag == marked.etag  # not marked twice
+    finally:
+        reset_ports()

@@ -159,9 +159,10 @@ class MemoryStorage:
         data, etag, modified, metadata = self.blobs[(container, name)]
         return BlobInfo(name, len(data), etag, modified, metadata)
 
-    def set_metadata(self, container, name, metadata):
+    def set_metadata(self, container, name, metadata, drop=()):
         data, etag, modified, current = self.blobs[(container, name)]
-        self.blobs[(container, name)] = (data, etag, modified, {**current, **metadata})
+        merged = {key: value for key, value in {**current, **metadata}.items() if key not in drop}
+        self.blobs[(container, name)] = (data, etag, modified, merged)
 
     def list_prefixes(self, container):
         return sorted(
