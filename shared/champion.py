@@ -7,7 +7,7 @@ bootstrap of the per-row loss differences says the improvement is not noise.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -120,11 +120,13 @@ def decide(
     if eval_rows < min_rows:
         return result("keep", f"only {eval_rows} evaluation rows; at least {min_rows} are needed for a fair comparison")
     if champion_train_end is None or pd.Timestamp(champion_train_end) > pd.Timestamp(eval_start):
-        return result(
+        unfair = result(
             "keep",
             f"unfair comparison refused: champion v{champion_version} trained on rows up to {champion_train_end}, "
             f"inside the evaluation window after {eval_start}",
         )
+        # Its loss on rows it trained on says nothing of how it serves: not reported as its loss.
+        return replace(unfair, champion_loss=None)
     if champion_loss is None or not pd.notna(champion_loss):
         return result("keep", "the champion's loss on the evaluation rows could not be computed")
     improvement = (champion_loss - challenger_loss) / champion_loss if champion_loss else 0.0

@@ -12,7 +12,7 @@ def _champion_loss(run: dict | None, champion_record: dict | None, loss_name: st
     comparison = (run or {}).get("comparison") or {}
     if comparison and run.get("outcome") == "promoted":
         return comparison.get("challenger_loss")
-    if comparison and run.get("champion_version") == comparison.get("champion_version"):
+    if comparison.get("champion_loss") is not None and run.get("champion_version") == comparison.get("champion_version"):
         return comparison.get("champion_loss")
     return ((champion_record or {}).get("metrics") or {}).get(loss_name)
 

@@ -101,3 +101,16 @@ def test_derived_features_do_not_depend_on_how_much_history_is_at_hand(fast_spec
     settled = short[short[TIMESTAMP] >= "2015-07-21"].index
     pd.testing.assert_frame_equal(full.loc[settled, names], short.loc[settled, names])
     assert full["PM10_lag1h"].iloc[5] == frame["PM10"].iloc[4]
+
+
+def test_an_unfair_comparison_does_not_report_the_champions_in_sample_loss_as_its_loss():
+    from shared.fleet import _champion_loss
+
+    unfair = decision(champion_train_end="2016-02-10T00:00:00", champion_loss=5.387)
+    assert unfair.decision == "keep" and "unfair" in unfair.reason and unfair.champion_loss is None
+    run = {"outcome": "kept", "champion_version": 1, "comparison": unfair.to_dict()}
+    # The fleet view falls back to the champion's own measured loss, not the in-sample number.
+    assert _champion_loss(run, {"metrics": {"rmse": 70.345}}, "rmse") == 70.345
+    fair = decision(champion_loss=70.0)
+    assert fair.champion_loss == 70.0
+    assert _champion_loss({"outcome": "kept", "champion_version": 1, "comparison": fair.to_dict()}, None, "rmse") == 70.0
