@@ -138,8 +138,9 @@ def _latest_reading_wins(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, s
     notes = {}
     for winner, rows in replaced.groupby("winner", sort=True):
         older = sorted(set(rows["blob"]))
+        # This file's readings, once each: a moment several older files held is one repeated row here.
         notes[winner] = (
-            f"{len(rows)} row(s) repeat readings already uploaded in {', '.join(older[:3])}"
+            f"{rows['time'].nunique()} row(s) repeat readings already uploaded in {', '.join(older[:3])}"
             f"{' and others' if len(older) > 3 else ''} (e.g. {rows['time'].iloc[0]}); this later upload's values are used"
         )
     return frame.loc[~repeated].reset_index(drop=True), notes

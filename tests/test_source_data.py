@@ -111,3 +111,15 @@ def test_resolve_data_lists_files_rejected_earlier_but_not_an_empty_one(storage,
         assert again["skipped_count"] == 1 and storage.info("raw", empty).etag == marked.etag  # not marked twice
     finally:
         reset_ports()
+
+
+def test_the_repeat_warning_counts_the_named_files_rows_once_however_many_older_files_held_them(storage, source_id):
+    march = monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)]
+    names = [f"{source_id}/2016/03/01/copy-{index}.csv" for index in range(3)]
+    for name in names:
+        storage.write("raw", name, march)
+        time.sleep(1.1)  # blob creation times have one-second resolution
+    rows, problems = load_frames(storage, "raw", names, SPEC, mark=False)
+    assert len(rows) == 31 * 24
+    [problem] = [item for item in problems if item["blob"] == names[-1]]
+    assert "744 row(s) repeat readings already uploaded in" in problem["warning"]  # not 1488: two older copies
