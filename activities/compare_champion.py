@@ -63,11 +63,24 @@ def compare_champion(request: dict) -> dict:
 
     _, own_losses, stamps = _row_losses(registry, source_id, challenger_version, rows, spec, None)
     candidates = [{"candidate": "per_source", "version": challenger_version, "loss": aggregate_loss(own_losses, spec)}]
+    champion_version, champion_etag = registry.champion(source_id)
+    champion_record = registry.get(source_id, champion_version) if champion_version is not None else {}
     fleet_losses = None
     fleet_version = request.get("fleet_version")
     if fleet_version is not None:
         fleet_record = registry.get(FLEET_SOURCE, int(fleet_version))
-        if pd.Timestamp(fleet_record["train_end"]) <= pd.Timestamp(eval_start):
+        if champion_record.get("candidate") == "fleet" and str(champion_record.get("fleet_version")) == str(fleet_version):
+            # The champion is this very fleet model: as a candidate it could only tie with itself, and the
+            # report would show the champion against itself instead of the source's own challenger.
+            candidates.append(
+                {
+                    "candidate": "fleet",
+                    "version": int(fleet_version),
+                    "loss": None,
+                    "note": f"already the champion (v{champion_version})",
+                }
+            )
+        elif pd.Timestamp(fleet_record["train_end"]) <= pd.Timestamp(eval_start):
             _, fleet_losses, _ = _row_losses(registry, FLEET_SOURCE, int(fleet_version), rows, spec, {"_source": source_id})
             candidates.append({"candidate": "fleet", "version": int(fleet_version), "loss": aggregate_loss(fleet_losses, spec)})
         else:
@@ -86,14 +99,15 @@ def compare_champion(request: dict) -> dict:
         resamples=settings.bootstrap_resamples,
         confidence=settings.bootstrap_confidence,
     )
+    if any(candidate.get("note", "").startswith("already the champion") for candidate in candidates):
+        why = "the fleet model of this window is the champion already: the source's own model faces it"
     best = next(candidate for candidate in candidates if candidate["candidate"] == chosen)
     best_losses = fleet_losses if chosen == "fleet" else own_losses
 
-    champion_version, champion_etag = registry.champion(source_id)
     champion_loss, champion_train_end, test, live = None, None, None, None
     if champion_version is not None:
-        champion, champion_losses, _ = _row_losses(registry, source_id, champion_version, rows, spec, None)
-        champion_train_end = champion.get("train_end")
+        _, champion_losses, _ = _row_losses(registry, source_id, champion_version, rows, spec, None)
+        champion_train_end = champion_record.get("train_end")
         champion_loss = aggregate_loss(champion_losses, spec)
         test = paired_bootstrap(
             champion_losses,

@@ -1,0 +1,59 @@
+"""compare_champion on real models in real Azurite: the candidates that face the champion, and what the run reports."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from shared.blob_registry import BlobModelRegistry
+from shared.fleet_model import FLEET_SOURCE
+from tests.conftest import months_from
+from tests.test_training_contract import job_for, upload_months, wait_for
+
+
+@pytest.fixture
+def local_ports(azurite, tmp_path, monkeypatch):
+    from shared.adapters import get_ports, reset_ports
+
+    monkeypatch.setenv("MULTILINE_MODE", "local")
+    monkeypatch.setenv("MULTILINE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("MULTILINE_STATE_DIR", str(tmp_path))
+    reset_ports()
+    yield get_ports()
+    reset_ports()
+
+
+def test_a_fleet_model_that_is_already_the_champion_is_not_its_own_challenger(storage, azurite, fast_spec, tmp_path, local_ports):
+    """Once a source adopted the fleet model of a window, a later run for that window (a filtered retrain, say)
+    must pit the source's own challenger against it, not report the champion against itself."""
+    from activities.compare_champion import compare_champion
+    from activities.promote import adopt_fleet_model
+    from shared.local_training import LocalTrainingBackend
+
+    source_id = f"cmp-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "MULTILINE_STORAGE_CONNECTION_STRING": azurite.connection_string, "MULTILINE_MODE": "local"}
+    backend = LocalTrainingBackend(storage, "jobs", concurrency=1, env=env, log_dir=tmp_path)
+    try:
+        names = upload_months(storage, source_id, "Gucheng", months_from(2015, 6, 3))
+        status = wait_for(backend, backend.submit(job_for(source_id, names, fast_spec)))
+    finally:
+        backend.close()
+    assert status["state"] == "succeeded", status
+    challenger = status["result"]["model_version"]
+    registry = BlobModelRegistry(storage)
+    record = registry.get(source_id, challenger)
+    # A fleet model of the same window (its bytes stand in for one trained on every source).
+    tags = {key: value for key, value in record.items() if key not in ("version", "sha256", "registered_at", "source_id")}
+    fleet_version = registry.register(FLEET_SOURCE, registry.model_bytes(source_id, challenger), tags)
+    adopted = adopt_fleet_model(registry, source_id, fleet_version, challenger, {"challenger_loss": 1.0})
+    registry.set_champion(source_id, adopted, None, "adopted the fleet model")
+
+    result = compare_champion({"source_id": source_id, "challenger_version": challenger, "fleet_version": fleet_version})
+
+    fleet = next(candidate for candidate in result["candidates"] if candidate["candidate"] == "fleet")
+    assert fleet["loss"] is None and fleet["note"] == f"already the champion (v{adopted})"
+    assert result["challenger_candidate"] == "per_source" and result["challenger_version"] == challenger
+    assert "champion already" in result["candidate_reason"]
+    assert result["champion_version"] == adopted and result["decision"] == "keep"  # the same bytes: a tie
