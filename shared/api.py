@@ -10,11 +10,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import pandas as pd
-
 from shared import codec
 from shared.blob_layout import BlobPathError, validate_source_id
-from shared.dataset import parse_time
+from shared.dataset import ISO_MOMENT_FORMS, parse_iso_time
 from shared.events import EventHandler
 from shared.fleet import COLUMNS, cell, fleet_view, known_sources, source_view
 from shared.ports import NotFound
@@ -25,7 +23,6 @@ log = logging.getLogger("multiline.api")
 WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
 RETRAIN_FIELDS = {"start", "end", "filters"}
 CLOUDEVENT_HEADERS = ("id", "type", "source", "subject", "specversion", "time")
-NOT_A_MOMENT = {"", "nat", "nan", "none", "null"}
 QUEUED = "runs after the current run; a later retrain or rollback request for this source replaces this one"
 SOURCE_ROUTES = {None: ("GET",), "/retrain": ("POST",), "/rollback": ("POST",), "/ledger": ("GET",)}
 
@@ -212,17 +209,15 @@ class Api:
             if value is None:
                 moments[name] = None
                 continue
-            if not isinstance(value, str) or value.strip().lower() in NOT_A_MOMENT:
+            if not isinstance(value, str):
                 raise RetrainRequestError(
-                    name, f"field {name!r} must be an ISO date or datetime string (or absent), got {value!r}"
+                    name,
+                    f"field {name!r} must be an ISO 8601 date or datetime string ({ISO_MOMENT_FORMS}) or absent, got {value!r}",
                 )
             try:
-                moments[name] = parse_time(value)
+                moments[name], aware[name] = parse_iso_time(value)
             except ValueError as exc:
                 raise RetrainRequestError(name, f"field {name!r}: {exc}") from exc
-            if moments[name] is None or pd.isna(moments[name]):
-                raise RetrainRequestError(name, f"field {name!r}: {value!r} is not an ISO date or datetime")
-            aware[name] = pd.Timestamp(value).tzinfo is not None
         start, end = moments["start"], moments["end"]
         if len(set(aware.values())) > 1:
             raise RetrainRequestError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from datetime import datetime, timezone
 
@@ -274,7 +275,35 @@ def apply_filters(frame: pd.DataFrame, start: datetime | None, end: datetime | N
     return frame.loc[mask]
 
 
+# What a person may send as a moment (a retrain's start and end): ISO 8601 and nothing else. A day is
+# always year-month-day, so "01/03/2015" or "16-01-01" cannot be read as some other day than was meant.
+ISO_MOMENT_FORMS = "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.ffffff]], optionally ending in Z or an offset such as +08:00"
+_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?", re.ASCII)
+
+
+def parse_iso_time(value: str) -> tuple[datetime, bool]:
+    """A moment a person sent, strictly ISO 8601 (`ISO_MOMENT_FORMS`): (naive UTC, whether it had a time zone).
+
+    ValueError says what was expected and what was found. An aware moment is converted to UTC and made
+    naive, as `parse_time` does, so both read the same moment the same way.
+    """
+    if not isinstance(value, str) or not _ISO_MOMENT.fullmatch(value):
+        raise ValueError(f"expected an ISO 8601 date or datetime ({ISO_MOMENT_FORMS}), found {value!r}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:  # the form is right, the calendar is not: month 13, February 30, hour 24
+        raise ValueError(f"expected an ISO 8601 date or datetime ({ISO_MOMENT_FORMS}), found {value!r}: {exc}") from None
+    aware = moment.tzinfo is not None
+    if aware:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment, aware
+
+
 def parse_time(value: str | None) -> datetime | None:
+    """A moment this code wrote itself (run requests, manifests, model records: `isoformat()` strings), naive UTC.
+
+    Lenient, as pandas reads; never give it what a person typed: `parse_iso_time` reads those strictly.
+    """
     if value in (None, ""):
         return None
     try:

@@ -89,7 +89,9 @@ def _require(raw: dict, key: str, kind: type, where: str) -> Any:
     return value
 
 
-def parse_spec(raw: dict, where: str = "model spec") -> ModelSpec:
+def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool = True) -> ModelSpec:
+    """The spec in `raw`, or SpecError naming the field. `require_regressor=False` only for a spec a model was
+    already trained with (`spec_of_model`): such a model is still scored and can be replaced by a regressor."""
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a JSON object")
     target = _require(raw, "target", str, where)
@@ -155,10 +157,39 @@ def parse_spec(raw: dict, where: str = "model spec") -> ModelSpec:
         raw=raw,
     )
     try:
-        spec.build_estimator()
+        estimator = spec.build_estimator()
     except (ImportError, AttributeError, TypeError) as exc:
         raise SpecError(f"{where}: estimator {estimator_class} cannot be built: {exc}") from exc
+    if require_regressor and not _is_regressor(estimator):
+        # Every spec predicts a number (the target) and scores it with rmse or mae: a clusterer, classifier
+        # or transformer would still "train", lose by far and, as a source's first model, be shipped.
+        raise SpecError(
+            f"{where}: estimator.class {estimator_class!r} is not a regressor ({_estimator_kind(estimator)}); the spec "
+            f"predicts the number {target!r} scored by loss {loss!r}, so expected a scikit-learn regressor "
+            "(sklearn.base.is_regressor), e.g. sklearn.ensemble.HistGradientBoostingRegressor"
+        )
     return spec
+
+
+def _is_regressor(estimator: Any) -> bool:
+    from sklearn.base import is_regressor
+
+    try:
+        return bool(is_regressor(estimator))
+    except (AttributeError, TypeError):  # not a scikit-learn estimator at all (no tags)
+        return False
+
+
+def _estimator_kind(estimator: Any) -> str:
+    from sklearn.utils import get_tags
+
+    try:
+        kind = get_tags(estimator).estimator_type
+    except (AttributeError, TypeError):
+        return f"it is not a scikit-learn estimator: it builds a {type(estimator).__name__}"
+    if not kind:
+        return "it has no prediction task: a transformer or the like"
+    return f"it is {'an outlier detector' if kind == 'outlier_detector' else f'a {kind}'}"
 
 
 def _parse_derived(derived: dict, target: str, numeric: list[str], where: str) -> dict:
@@ -202,4 +233,7 @@ def load_spec(path: str | Path) -> ModelSpec:
 def spec_of_model(record: dict, default: ModelSpec) -> ModelSpec:
     """The spec a registered model was trained with (its features), or the current one for older records."""
     document = record.get("spec_doc")
-    return parse_spec(document, where=f"spec of model v{record.get('version')}") if document else default
+    if not document:
+        return default
+    # A model registered before regressors were required is still read, so a regressor can replace it.
+    return parse_spec(document, where=f"spec of model v{record.get('version')}", require_regressor=False)

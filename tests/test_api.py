@@ -11,8 +11,9 @@ import uuid
 import pytest
 
 from local.http_host import make_server, serve_in_background
+from shared.run_store import runs_of
 from tests.conftest import monthly_csv, months_from, raw_name
-from tests.stack_helpers import call, fast_settings, running_stack, wait_for_runs, wait_for_step
+from tests.stack_helpers import call, fast_settings, running_stack, wait_for, wait_for_runs, wait_for_step
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,46 @@ def test_retrain_refuses_a_date_that_is_not_one_and_a_range_that_is_empty(stack,
     assert status == 400 and answer["field"] == field, answer
     assert repr(field.split(".")[-1]) in answer["error"] or field in answer["error"]
     assert stack.orchestrations.status(f"retrain-{source_id}") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "value"),
+    [
+        # The newcomer's curl: answered 202 and ran over 3-6 January (US month-first), not March-June.
+        ({"start": "01/03/2015", "end": "01/06/2015"}, "start", "01/03/2015"),
+        ({"start": "2015-03-01", "end": "01/06/2015"}, "end", "01/06/2015"),
+        # The newcomer's CLI: 16-01-01 ran as 2001-01-16.
+        ({"start": "16-01-01", "end": "2017-01-01"}, "start", "16-01-01"),
+        ({"start": "2016-01-01 00:00", "end": "2016-02-01"}, "start", "2016-01-01 00:00"),
+        ({"start": "20160101"}, "start", "20160101"),
+        ({"end": "March 1 2016"}, "end", "March 1 2016"),
+        ({"start": "2016-02-30"}, "start", "2016-02-30"),
+        ({"start": 20160101}, "start", 20160101),
+    ],
+)
+def test_retrain_takes_only_iso_8601_dates_and_says_the_form_it_expects(stack, body, field, value):
+    source_id = new_source("Iso")
+    stack.ports.storage.write("raw", raw_name(source_id, 2016, 1), monthly_csv("Dongsi", [(2016, 1)])[(2016, 1)])
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", body)
+    assert status == 400 and answer["field"] == field, answer
+    assert f"field {field!r}" in answer["error"] and repr(value) in answer["error"], answer
+    assert "ISO 8601" in answer["error"] and "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.ffffff]]" in answer["error"], answer
+    assert stack.orchestrations.status(f"retrain-{source_id}") is None
+
+
+def test_an_iso_datetime_with_a_time_zone_runs_over_that_moment_in_utc(stack):
+    source_id = new_source("IsoZone")
+    for (year, month), payload in monthly_csv("Dongsi", months_from(2016, 1, 2)).items():
+        stack.ports.storage.write("raw", raw_name(source_id, year, month), payload)
+    body = {"start": "2016-01-01T08:00+08:00", "end": "2016-02-01T00:00:00Z"}
+    status, answer = call(stack, "POST", f"/api/sources/{source_id}/retrain", body)
+    assert status == 202, answer
+
+    def manual_run():
+        return [run for run in runs_of(stack.ports.storage, "runs", source_id) if run["trigger"] == "manual"]
+
+    [run] = wait_for(manual_run, f"the manual run of {source_id}")
+    assert (run["start"], run["end"]) == ("2016-01-01T00:00:00", "2016-02-01T00:00:00"), run
 
 
 def test_a_min_equal_to_max_is_still_a_range(stack):
@@ -256,3 +297,9 @@ def test_the_cli_says_a_refused_retrain_on_stderr(stack, capsys):
     assert main(refused) == 1
     out, err = capsys.readouterr()
     assert out == "" and "is not after" in json.loads(err)["error"]
+    # The newcomer's `--start 16-01-01` once ran from 2001-01-16: the CLI posts it, the API refuses it.
+    assert main(["retrain", source_id, "--start", "16-01-01", "--end", "2017-01-01", "--url", stack.base_url]) == 1
+    out, err = capsys.readouterr()
+    answer = json.loads(err)
+    assert out == "" and answer["field"] == "start" and "found '16-01-01'" in answer["error"], answer
+    assert "YYYY-MM-DD" in answer["error"] and stack.orchestrations.status(f"retrain-{source_id}") is None

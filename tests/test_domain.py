@@ -7,7 +7,7 @@ import pytest
 
 from shared.dataset import TIMESTAMP, DataFileError, apply_filters, read_table
 from shared.settings import PROJECT_ROOT
-from shared.spec import SpecError, load_spec, parse_spec
+from shared.spec import SpecError, load_spec, parse_spec, spec_of_model
 from tests.conftest import decision, monthly_csv
 
 SPEC = load_spec(PROJECT_ROOT / "specs" / "air-quality.json")
@@ -32,6 +32,39 @@ def spec_with(**changes):
 def test_spec_errors_name_the_field(changes, message):
     with pytest.raises(SpecError, match=message):
         parse_spec(spec_with(**changes))
+
+
+@pytest.mark.parametrize(
+    ("estimator_class", "kind"),
+    [
+        ("sklearn.cluster.KMeans", "it is a clusterer"),  # the newcomer's spec: trained, promoted and shipped
+        ("sklearn.linear_model.LogisticRegression", "it is a classifier"),
+        ("sklearn.ensemble.IsolationForest", "it is an outlier detector"),
+        ("sklearn.preprocessing.StandardScaler", "it has no prediction task"),
+        ("sklearn.utils.Bunch", "it is not a scikit-learn estimator: it builds a Bunch"),
+    ],
+)
+def test_a_spec_whose_estimator_is_not_a_regressor_is_refused(estimator_class, kind):
+    with pytest.raises(SpecError) as refused:
+        parse_spec(spec_with(estimator={"class": estimator_class, "params": {}}))
+    message = str(refused.value)
+    assert f"estimator.class {estimator_class!r} is not a regressor ({kind}" in message, message
+    assert "expected a scikit-learn regressor" in message and "'PM2.5'" in message and "'rmse'" in message
+
+
+def test_every_shipped_spec_loads_and_a_regressor_of_any_family_is_accepted():
+    shipped = sorted((PROJECT_ROOT / "specs").glob("*.json"))
+    assert shipped
+    for path in shipped:
+        assert load_spec(path).build_estimator() is not None
+    ridge = parse_spec(spec_with(estimator={"class": "sklearn.linear_model.Ridge", "params": {"alpha": 2.0}}))
+    assert ridge.build_estimator().alpha == 2.0
+
+
+def test_a_model_registered_with_a_spec_now_refused_is_still_read_so_a_regressor_can_replace_it():
+    document = spec_with(estimator={"class": "sklearn.cluster.KMeans", "params": {}})
+    spec = spec_of_model({"version": 3, "spec_doc": document}, SPEC)
+    assert spec.estimator_class == "sklearn.cluster.KMeans" and spec.features == SPEC.features
 
 
 def test_reads_a_month_builds_timestamps_and_keeps_missing_values():
