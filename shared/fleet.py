@@ -46,8 +46,13 @@ def source_view(ports, orchestrations, source_id: str) -> dict:
         "last_run_id": (run or {}).get("run_id"),
         "last_run_seconds": (run or {}).get("duration_seconds"),
         "last_run_ended_at": (run or {}).get("ended_at"),
-        # Files the last run's training rejected or used with warnings (each is marked on its blob too).
+        # Files the last run could not use before training (empty, or a name outside the layout) and those
+        # its training rejected or used with warnings (each is marked on its blob too, where it can be).
         "problem_files": [
+            {"blob": item["blob"], "status": "rejected", "error": item.get("reason")}
+            for item in ((run or {}).get("manifest") or {}).get("skipped") or []
+        ]
+        + [
             {key: item[key] for key in ("blob", "status", "error", "warning") if item.get(key)}
             for item in training.get("rejected") or []
         ],

@@ -242,6 +242,7 @@ def test_one_source_status_says_why_and_which_files_had_problems(stack, capsys):
     broken = b"year,month\n2015,8\n"
     healthy(stack, mixed, "Dongsi", months_from(2015, 9, 3))
     stack.ports.storage.write("raw", f"{mixed}/2015/08/01/broken.csv", broken)
+    stack.ports.storage.write("raw", f"{mixed}/2015/08/02/empty.csv", b"")  # rejected before training
     for day in ("01", "02"):
         stack.ports.storage.write("raw", f"{rejected_only}/2015/08/{day}/broken.csv", broken)
     [mixed_run] = wait_for_runs(stack, mixed, 1)
@@ -252,7 +253,11 @@ def test_one_source_status_says_why_and_which_files_had_problems(stack, capsys):
     out = capsys.readouterr().out
     assert f"rejected: source '{mixed}', blob '{mixed}/2015/08/01/broken.csv': missing column(s)" in out
     status, view = call(stack, "GET", f"/api/sources/{mixed}")
-    assert status == 200 and [item["blob"] for item in view["problem_files"]] == [f"{mixed}/2015/08/01/broken.csv"]
+    assert status == 200 and [item["blob"] for item in view["problem_files"]] == [
+        f"{mixed}/2015/08/02/empty.csv",
+        f"{mixed}/2015/08/01/broken.csv",
+    ]
+    assert "the file is empty (0 bytes)" in view["problem_files"][0]["error"]
 
     assert main(["status", rejected_only, "--url", stack.base_url]) == 0
     out = capsys.readouterr().out
