@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import re
@@ -112,6 +113,12 @@ def _read_csv(payload: bytes, where: str, spec: ModelSpec, warnings: list[str]) 
             "cannot be decoded; expected UTF-8 text (save it as UTF-8, not Latin-1 or Windows-1252)"
         ) from exc
     header = text.split("\n", 1)[0]
+    names = next(csv.reader([header.rstrip("\r")]), [])
+    repeated = sorted({name for name in names if names.count(name) > 1 and name in spec.required_columns})
+    if repeated:
+        # pandas would rename the second one (PM10.1) and silently use the first.
+        counts = ", ".join(f"{name!r} {names.count(name)} times" for name in repeated)
+        raise DataFileError(f"{where}: the header names {counts}; expected each column once, so it is clear which to use")
     if "," not in header:
         for delimiter, label in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
             if delimiter in header:
@@ -164,7 +171,7 @@ def conform(
             bad = converted.isna() & frame[column].notna()
             if bad.any():
                 example = frame.loc[bad, column].iloc[0]
-                if bad.all():
+                if bad.sum() == frame[column].notna().sum():  # not one number among the values there are
                     raise DataFileError(f"{where}: column {column!r} should be numeric, found values like {example!r}")
                 warnings.append(
                     f"column {column!r}: {int(bad.sum())} value(s) are not numbers (expected numeric, found e.g. "

@@ -1,8 +1,10 @@
 """The domain on real data: spec parsing, reading files, champion rules (drift: tests/test_drift.py)."""
 
+import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from shared.dataset import TIMESTAMP, DataFileError, apply_filters, read_table
@@ -179,3 +181,17 @@ def test_a_gzip_file_named_csv_and_an_undatable_file_say_what_to_fix():
     typo = payload.replace(b",2014,", b",20140,")
     with pytest.raises(DataFileError, match="the first row has year=20140, .*in the years 1678-2261"):
         read_table(typo, "typo.csv", SPEC)
+
+
+def test_a_target_of_text_among_gaps_and_a_repeated_column_are_named_as_what_they_are():
+    frame = pd.read_csv(io.BytesIO(monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)]))
+    text_target = frame.copy()
+    text_target["PM2.5"] = [None if index % 3 == 0 else "4.0ug" for index in range(len(frame))]
+    with pytest.raises(DataFileError, match=r"column 'PM2.5' should be numeric, found values like '4.0ug'"):
+        read_table(text_target.to_csv(index=False).encode(), "units.csv", SPEC)
+
+    doubled = frame.copy()
+    doubled.insert(len(doubled.columns), "PM10 again", doubled["PM10"] * 2)
+    payload = doubled.to_csv(index=False).replace("PM10 again", "PM10").encode()
+    with pytest.raises(DataFileError, match=r"the header names 'PM10' 2 times; expected each column once"):
+        read_table(payload, "doubled.csv", SPEC)
