@@ -17,7 +17,12 @@ from pathlib import Path
 
 from shared.settings import PROJECT_ROOT
 
-DEFAULT_SERVE_STATE = PROJECT_ROOT / ".multiline" / "serve"
+
+def default_serve_state() -> Path:
+    """`serve`'s state directory unless --state-dir says another: `serve/` in MULTILINE_STATE_DIR (.multiline)."""
+    from shared.settings import load_settings
+
+    return load_settings().state_dir / "serve"
 
 
 def load_local_settings(path: Path = PROJECT_ROOT / "local.settings.json") -> None:
@@ -40,7 +45,7 @@ def _stack_file(state_dir: Path) -> Path:
 
 def _stack_info(args) -> dict:
     path = _stack_file(Path(args.state_dir))
-    if args.url:
+    if getattr(args, "url", None):  # upload has no --url: it writes to the stack's Blob Storage
         return {"api": args.url.rstrip("/")}
     if not path.exists():
         raise SystemExit(f"no running stack found ({path} is missing): start one with `multiline serve`")
@@ -50,7 +55,7 @@ def _stack_info(args) -> dict:
     if "pid" in info and not _alive(info["pid"]):  # left behind by a serve that was killed
         raise SystemExit(
             f"the `multiline serve` that wrote {path} (pid {info['pid']}) is not running: start it again with "
-            f"`multiline serve{'' if path.parent == DEFAULT_SERVE_STATE else f' --state-dir {path.parent}'}`"
+            f"`multiline serve{'' if path.parent == default_serve_state() else f' --state-dir {path.parent}'}`"
         )
     return info
 
@@ -119,7 +124,10 @@ def _require_free_port(port: int) -> None:
 def cmd_serve(args) -> int:
     from local.azurite import AzuriteMissing
     from local.stack import LocalStack, StackOptions
+    from shared.settings import load_settings
+    from shared.spec import load_spec
 
+    load_spec(load_settings().spec_path)  # a spec no run could use is refused before the stack starts (SpecError)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("azure", "multiline.durabletask"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -266,75 +274,150 @@ class _Unusable(Exception):
     """A file every run would reject: not uploaded unless --force."""
 
 
-def _first_day(path: Path, settings) -> date:
-    """The day the file's data starts (its first valid timestamp), read with the spec.
+def _read_for_upload(path: Path, settings, spec) -> tuple[date, list[str]]:
+    """The day the file's data starts (its first valid timestamp), read with the spec, and what a run will warn about.
 
     Raises _Unusable with the reason when a run could not use the file at all."""
     from shared.dataset import TIMESTAMP, DataFileError, read_table
-    from shared.spec import load_spec
 
     size = path.stat().st_size
     if size > settings.max_blob_bytes:  # not read: a run rejects it unread too
         raise _Unusable(f"{path.name}: {size} bytes, more than MULTILINE_MAX_BLOB_BYTES ({settings.max_blob_bytes})")
     warnings: list[str] = []
     try:
-        frame = read_table(path.read_bytes(), path.name, load_spec(settings.spec_path), warnings=warnings)
+        frame = read_table(path.read_bytes(), path.name, spec, warnings=warnings)
     except DataFileError as exc:
         raise _Unusable(str(exc)) from None
-    day = frame[TIMESTAMP].min().date()  # read_table refuses a file without a usable timestamp
-    print(f"{path.name}: its rows start on {day} (use --date to choose another day)")
-    for warning in warnings:  # what a run will say about it too: it is used, minus what the warning drops
-        print(f"{path.name}: warning: {warning}")
-    return day
+    return frame[TIMESTAMP].min().date(), warnings  # read_table refuses a file without a usable timestamp
+
+
+def _describe_blob(storage, container: str, name: str) -> str:
+    """`N bytes, uploaded <when>[, marked <status> by a run]` of a blob, or '' when it is gone."""
+    from shared.ports import NotFound
+    from shared.source_data import STATUS_KEY
+
+    try:
+        info = storage.info(container, name)
+    except NotFound:
+        return ""
+    when = info.created or info.last_modified
+    text = f"{info.size} bytes, uploaded {when:%Y-%m-%d %H:%M:%S} UTC"
+    if info.metadata.get(STATUS_KEY):
+        text += f", marked {info.metadata[STATUS_KEY]} by a run"
+    return text
 
 
 def cmd_upload(args) -> int:
-    from shared.blob_storage import BlobStorage
-
-    info = _stack_info(args)
-    if "blob_connection_string" not in info:
-        raise SystemExit("upload needs the stack file of `multiline serve` (not --url)")
     from shared.blob_layout import BlobPathError, parse_raw_blob_name
+    from shared.blob_storage import BlobStorage
+    from shared.ports import PreconditionFailed
     from shared.settings import load_settings
+    from shared.spec import load_spec
 
     path = Path(args.file)
     if not path.is_file():
-        raise SystemExit(f"{path} is not a file")
+        return _bad_input(args, f"{path} is not a file: give the path of a .csv, .csv.gz or .parquet file")
     settings = load_settings()
-    try:
-        day = date.fromisoformat(args.date) if args.date else None
-    except ValueError:
-        raise SystemExit(f"--date {args.date!r} is not a date (yyyy-mm-dd): the day the file's data starts") from None
     try:  # the name first (its extension, the id): a file no run would list is not worth reading
         parse_raw_blob_name(
-            f"{args.source}/{day or date.today():%Y/%m/%d}/{path.name}", settings.source_id_pattern, settings.source_id_max_length
+            f"{args.source}/{args.date or date.today():%Y/%m/%d}/{path.name}",
+            settings.source_id_pattern,
+            settings.source_id_max_length,
         )
     except BlobPathError as exc:
-        raise SystemExit(f"not uploaded: {exc}") from None
-    if day is None:
-        try:
-            day = _first_day(path, settings)
-        except _Unusable as exc:
-            if not args.force:
-                print(
-                    f"not uploaded: {exc}; every run would reject it. "
-                    "--force uploads it anyway (dated today, or --date), and the run keeps it marked as rejected",
-                    file=sys.stderr,
-                )
-                return 1
-            day = date.today()
-            print(f"{exc}; uploaded anyway (--force), dated {day}")
+        return _bad_input(args, f"not uploaded: {exc}")
+    spec = load_spec(settings.spec_path)  # SpecError: refused, as a bad setting
+    info = _stack_info(args)
+    if "blob_connection_string" not in info:
+        raise SystemExit(
+            f"{_stack_file(Path(args.state_dir))} has no Blob connection string, so it is no stack file of "
+            "`multiline serve`: start the stack with `multiline serve` (upload writes to its Blob Storage)"
+        )
+    notes = []  # said once the file is uploaded
+    try:  # with --date too: the date only chooses the folder, the file is checked all the same
+        first_day, warnings = _read_for_upload(path, settings, spec)
+    except _Unusable as exc:
+        if not args.force:
+            print(
+                f"not uploaded: {exc}; every run would reject it. "
+                "--force uploads it anyway (dated --date, or today), and the run keeps it marked as rejected",
+                file=sys.stderr,
+            )
+            return 1
+        day = args.date or date.today()
+        notes.append(f"{exc}; uploaded anyway (--force), dated {day}")
+    else:
+        day = args.date or first_day
+        if args.date:
+            print(f"{path.name}: its rows start on {first_day}; dated {day} as --date says")
+        else:
+            print(f"{path.name}: its rows start on {first_day} (use --date to choose another day)")
+        for warning in warnings:  # what a run will say about it too: it is used, minus what the warning drops
+            print(f"{path.name}: warning: {warning}")
     name = f"{args.source}/{day:%Y/%m/%d}/{path.name}"
+    data = path.read_bytes()
     storage = BlobStorage.from_connection_string(info["blob_connection_string"], ["raw"])
-    storage.write("raw", name, path.read_bytes())
+    try:  # create-only: an upload of the same name and day never replaces the earlier file unasked
+        storage.write("raw", name, data, if_none_match="*")
+    except PreconditionFailed:
+        existing = _describe_blob(storage, "raw", name)
+        if not args.overwrite:
+            print(
+                f"not uploaded: raw/{name} already exists{f' ({existing})' if existing else ''}. "
+                "To keep both, rename the file (or upload it with another --date); "
+                "to replace that blob and whatever a run marked on it, add --overwrite",
+                file=sys.stderr,
+            )
+            return 1
+        storage.write("raw", name, data)
+        notes.append(f"replaced the earlier raw/{name}{f' ({existing})' if existing else ''} (--overwrite)")
+    for note in notes:
+        print(note)
     print(f"uploaded raw/{name}; the relay will post its BlobCreated event")
     return 0
+
+
+class _DemoRunning(Exception):
+    """Another `multiline demo` is alive on the same state directory."""
+
+
+def _claim_demo(state_root: Path) -> Path:
+    """`demo.pid` in the demo's state directory, holding this process's pid while it runs (as stack.json
+    does for `serve`). Raises _DemoRunning while another demo that is alive holds it."""
+    state_root.mkdir(parents=True, exist_ok=True)
+    lock = state_root / "demo.pid"
+    mine = state_root / f".demo.pid.{os.getpid()}"
+    mine.write_text(json.dumps({"pid": os.getpid()}))
+    try:
+        for _ in range(3):
+            try:
+                os.link(mine, lock)  # atomic, and the file is whole before anyone can see it
+                return lock
+            except FileExistsError:
+                try:
+                    holder = json.loads(lock.read_text()).get("pid")
+                except (FileNotFoundError, ValueError, AttributeError):
+                    holder = None
+                if _alive(holder):
+                    raise _DemoRunning(
+                        f"another `multiline demo` (pid {holder}) runs on {state_root / 'demo'}, which this one would "
+                        "start afresh under it: wait for it to end, or give this one another --state-dir"
+                    ) from None
+                lock.unlink(missing_ok=True)  # left behind by a demo that was killed
+        raise _DemoRunning(f"could not claim {lock}: another demo keeps starting there; try again")
+    finally:
+        mine.unlink(missing_ok=True)
 
 
 def cmd_demo(args) -> int:
     from local.azurite import AzuriteMissing
     from local.demo import main_demo
 
+    try:
+        lock = _claim_demo(Path(args.state_dir))
+    except _DemoRunning as exc:
+        print(f"demo refused: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     # The engine reports its own shutdown as a cancelled stream: not news for a demo.
     logging.getLogger("multiline.durabletask").setLevel(logging.ERROR)
@@ -343,12 +426,72 @@ def cmd_demo(args) -> int:
     except AzuriteMissing as exc:
         print(f"demo cannot start: {exc}", file=sys.stderr)
         return 2
+    finally:
+        try:
+            if json.loads(lock.read_text()).get("pid") == os.getpid():  # never remove another demo's file
+                lock.unlink()
+        except (FileNotFoundError, ValueError, AttributeError):
+            pass
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: give 1-65535, or 0 for any free port") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is no TCP port: give 1-65535, or 0 for any free port")
+    return port
+
+
+def _version(text: str) -> int:
+    try:
+        version = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a model version number: give one of the versions `multiline ledger SOURCE` lists"
+        ) from None
+    if version < 1:
+        raise argparse.ArgumentTypeError(
+            f"{version} is no model version (they count from 1): give one of the versions `multiline ledger SOURCE` lists"
+        )
+    return version
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (yyyy-mm-dd): the day the file's data starts") from None
+
+
+def _no_url_for_upload(text: str):
+    raise argparse.ArgumentTypeError(
+        "upload takes no API URL: it writes to the Blob Storage of a `multiline serve`, which its stack file names "
+        "(--state-dir picks the serve)"
+    )
+
+
+def _bad_input(args, message: str) -> int:
+    """Input refused before anything was done (exit 2): with --json the error document on stdout, for scripts."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}, indent=1))
+    else:
+        print(f"multiline {args.command}: {message}", file=sys.stderr)
+    return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a refused argument said in one line (exit 2) rather than the usage and then the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from local.demo import DEFAULT_DATA
 
-    parser = argparse.ArgumentParser(prog="multiline", description=__doc__)
+    parser = _Parser(prog="multiline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="replay edge uploads through the local stack and print the fleet")
@@ -358,13 +501,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rounds", type=int, default=3, help="further months uploaded one at a time")
     demo.add_argument("--max-sources", type=int, help="only the first N sources")
     demo.add_argument("--round-timeout", type=float, default=600.0, help="seconds a round may take")
-    demo.add_argument("--report", help="where to write the JSON report (default .multiline/demo-report.json)")
-    demo.add_argument("--state-dir", help="where the demo keeps its stack's state (default .multiline/)")
+    demo.add_argument("--report", help="where to write the JSON report (default: demo-report.json in the state directory)")
+    demo.add_argument(
+        "--state-dir",
+        help="where the demo keeps its stack's state, in demo/ (default: MULTILINE_STATE_DIR, .multiline/); "
+        "one demo at a time per directory",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     serve = commands.add_parser("serve", help="run the local stack until Ctrl-C")
-    serve.add_argument("--port", type=int, default=7071)
-    serve.add_argument("--state-dir", default=str(DEFAULT_SERVE_STATE))
+    serve.add_argument("--port", type=_port, default=7071, help="the API's port on 127.0.0.1 (default 7071; 0: any free one)")
+    serve.add_argument("--state-dir", help="where the stack keeps its data (default: serve/ in MULTILINE_STATE_DIR, .multiline/)")
     serve.set_defaults(handler=cmd_serve)
 
     for name, handler, helptext in (
@@ -375,8 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("ledger", cmd_ledger, "who was a source's champion from when to when, and why"),
     ):
         sub = commands.add_parser(name, help=helptext)
-        sub.add_argument("--state-dir", default=str(DEFAULT_SERVE_STATE))
-        sub.add_argument("--url", help="API base URL (default: the running `multiline serve`)")
+        sub.add_argument(
+            "--state-dir",
+            help="the state directory of the `multiline serve` to address (default: serve/ in MULTILINE_STATE_DIR, .multiline/)",
+        )
+        if name != "upload":
+            sub.add_argument("--url", help="API base URL (default: the running `multiline serve`)")
+        else:  # not offered: upload writes to the stack's Blob Storage, which only its stack file names
+            sub.add_argument("--url", type=_no_url_for_upload, help=argparse.SUPPRESS)
         sub.set_defaults(handler=handler)
         if name == "status":
             sub.add_argument("source", nargs="?")
@@ -388,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--filter", action="append", type=_parse_filter, help="COLUMN=VALUE (JSON value allowed)")
         elif name == "rollback":
             sub.add_argument("source")
-            sub.add_argument("version", type=int, help="a version that was champion before (see `multiline ledger`)")
+            sub.add_argument("version", type=_version, help="a version that was champion before (see `multiline ledger`)")
         elif name == "ledger":
             sub.add_argument("source")
             sub.add_argument("--json", action="store_true")
@@ -396,27 +549,48 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("source")
             sub.add_argument("file")
             sub.add_argument(
-                "--date", help="the day the file's data starts (yyyy-mm-dd; default: the first timestamp in the file)"
+                "--date",
+                type=_day,
+                help="the day of the folder the file goes to (yyyy-mm-dd; default: the day of its first timestamp); "
+                "the file is checked either way",
             )
-            sub.add_argument("--force", action="store_true", help="upload a file that every run would reject")
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="upload a file that every run would reject (dated --date, or today; the run marks it rejected)",
+            )
+            sub.add_argument(
+                "--overwrite",
+                action="store_true",
+                help="replace the blob of the same source, day and file name if there is one (else the upload is refused)",
+            )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     load_local_settings()
     args = build_parser().parse_args(argv)
+    from shared.settings import load_settings
+    from shared.spec import SpecError
+
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        return _bad_input(args, f"{exc}: fix it in the environment or in local.settings.json")
+    if args.state_dir is None:  # MULTILINE_STATE_DIR: the demo's stack goes in its demo/, serve's in its serve/
+        args.state_dir = str(settings.state_dir if args.command == "demo" else settings.state_dir / "serve")
     if getattr(args, "source", None) is not None:  # before it goes into a URL or a blob name: refused with the reason
         from shared.blob_layout import BlobPathError, validate_source_id
-        from shared.settings import load_settings
 
-        settings = load_settings()
         try:
             validate_source_id(args.source, settings.source_id_pattern, settings.source_id_max_length)
         except BlobPathError as exc:
-            print(f"multiline {args.command}: {exc}", file=sys.stderr)
-            return 2
+            return _bad_input(args, str(exc))
     try:
         return args.handler(args)
+    except SpecError as exc:
+        where = "--spec" if args.command == "demo" else "MULTILINE_SPEC"
+        return _bad_input(args, f"{exc}: fix the spec, or point {where} at one that works (specs/air-quality.json does)")
     except SystemExit as exc:
         if getattr(args, "json", False) and isinstance(exc.code, str):  # scripts read one JSON document
             print(json.dumps({"error": exc.code}, indent=1))

@@ -1,8 +1,10 @@
 """`multiline demo --data DIR --spec FILE` on another folder of station files, as a user runs it."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from datetime import date
 
 from shared.image_context import image_name
@@ -79,7 +81,6 @@ def test_upload_dates_a_file_by_its_first_row_unless_told(tmp_path, azurite, sto
     assert main(["upload", source_id, str(old), "--state-dir", str(tmp_path)]) == 0
     assert "its rows start on 2016-03-01" in capsys.readouterr().out
     assert main(["upload", source_id, str(old), "--date", "2016-02-20", "--state-dir", str(tmp_path)]) == 0
-    import pytest
 
     warned = tmp_path / "warned.csv"
     april = frame[(frame.year == 2016) & (frame.month == 4)].reset_index(drop=True)
@@ -88,8 +89,8 @@ def test_upload_dates_a_file_by_its_first_row_unless_told(tmp_path, azurite, sto
     assert main(["upload", source_id, str(warned), "--state-dir", str(tmp_path)]) == 0
     assert "warned.csv: warning: 8 row(s) have no valid timestamp; dropped" in capsys.readouterr().out
     (tmp_path / "notes.txt").write_text("not data")
-    with pytest.raises(SystemExit, match="not uploaded: .*must end with one of"):  # refused before it is read
-        main(["upload", source_id, str(tmp_path / "notes.txt"), "--state-dir", str(tmp_path)])
+    assert main(["upload", source_id, str(tmp_path / "notes.txt"), "--state-dir", str(tmp_path)]) == 2  # before it is read
+    assert "not uploaded: " in capsys.readouterr().err
     broken = tmp_path / "broken.csv"
     broken.write_text("year,month\n2016,3\n")
     assert main(["upload", source_id, str(broken), "--state-dir", str(tmp_path)]) == 1  # a run would reject it
@@ -285,3 +286,82 @@ def test_serve_keeps_its_azurite_port_across_restarts(tmp_path):
             serve.wait(timeout=90)
         assert not (state / "stack.json").exists()
     assert accounts[0] == accounts[1]  # Blob clients set up from the first stack file still reach it
+
+
+def test_a_bad_spec_setting_or_port_is_said_in_one_line(tmp_path):
+    (tmp_path / "bad.json").write_text('{"target": 1')
+    (tmp_path / "x.csv").write_text("year,month,day,hour\n2016,1,1,0\n")
+    bad_spec = {"MULTILINE_SPEC": str(tmp_path / "bad.json")}
+    cases = [
+        (["upload", "Dongsi", str(tmp_path / "x.csv"), "--state-dir", str(tmp_path)], bad_spec, "is not valid JSON"),
+        (["serve", "--port", "0", "--state-dir", str(tmp_path / "serve")], bad_spec, "MULTILINE_SPEC"),
+        (["demo", "--spec", str(tmp_path / "bad.json"), "--state-dir", str(tmp_path)], {}, "point --spec at one"),
+        (["upload", "Dongsi", str(tmp_path / "x.csv")], {"MULTILINE_MAX_BLOB_BYTES": "abc"}, "MULTILINE_MAX_BLOB_BYTES must be"),
+        (["status", "--json"], {"MULTILINE_RECONCILE_SECONDS": "often"}, "MULTILINE_RECONCILE_SECONDS must be"),
+        (["serve", "--port", "99999", "--state-dir", str(tmp_path / "serve")], {}, "99999 is no TCP port"),
+        (["serve", "--port", "http", "--state-dir", str(tmp_path / "serve")], {}, "'http' is not a port number"),
+    ]
+    for arguments, settings, expected in cases:
+        completed = subprocess.run(
+            [sys.executable, "-m", "local.cli", *arguments],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **settings},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        said = completed.stdout if "--json" in arguments else completed.stderr
+        assert completed.returncode == 2 and expected in said and "Traceback" not in said, (arguments, completed)
+        if "--json" in arguments:  # for scripts: still one JSON document
+            assert expected in json.loads(completed.stdout)["error"]
+        else:
+            assert said.count("\n") == 1 and said.startswith(f"multiline {arguments[0]}: "), said
+    assert not (tmp_path / "serve").exists()  # refused before the stack started
+
+
+def test_the_cli_refuses_a_version_below_one_and_says_a_refused_id_as_json(capsys):
+    import pytest
+
+    from local.cli import main
+
+    for version, expected in (("0", "0 is no model version (they count from 1)"), ("v2", "'v2' is not a model version")):
+        with pytest.raises(SystemExit) as refused:
+            main(["rollback", "Dongsi", version, "--url", "http://127.0.0.1:9"])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and expected in err and "multiline ledger SOURCE" in err
+    assert main(["status", "a/b", "--json", "--url", "http://127.0.0.1:9"]) == 2
+    out, err = capsys.readouterr()
+    assert "outside the allowed pattern" in json.loads(out)["error"] and err == ""
+
+
+def test_a_second_demo_on_the_same_state_is_refused_while_the_first_runs(tmp_path, fast_spec_path):
+    import queue
+    import threading
+
+    data = tmp_path / "stations"
+    data.mkdir()
+    frame = station_frame("Gucheng")
+    frame[(frame.year == 2015) & (frame.month <= 4)].to_csv(data / "Gucheng.csv", index=False)
+    state = tmp_path / "state"
+    demo = [sys.executable, "-m", "local.cli", "demo", "--data", str(data), "--spec", str(fast_spec_path)]
+    demo += ["--initial-months", "3", "--rounds", "1", "--round-timeout", "240", "--state-dir", str(state)]
+    first = subprocess.Popen(demo, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in first.stdout], daemon=True).start()
+    said = []
+    try:
+        while not said or "stack up" not in said[-1]:  # the first demo's stack runs on state/demo
+            said.append(lines.get(timeout=120))
+        second = subprocess.run(demo, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"another `multiline demo` (pid {first.pid}) runs on {state / 'demo'}" in second.stderr
+        first.wait(timeout=400)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    time.sleep(0.5)  # the reader has the last lines
+    said += list(lines.queue)
+    assert first.returncode == 0, "".join(said)[-4000:]  # not wiped under it
+    assert any("round 1/1: uploading 2015-04" in line for line in said)
+    assert not (state / "demo.pid").exists()  # the next demo may run
