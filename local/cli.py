@@ -176,8 +176,21 @@ def cmd_serve(args) -> int:
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    exit_code = 0
     try:
-        stopped.wait()
+        while not stopped.wait(1.0):
+            # Without its Blob Storage the stack only hangs: every route and run waits on a dead port.
+            azurite_code = stack.azurite.process.poll()
+            if azurite_code is not None:
+                print(
+                    f"multiline serve: Azurite (pid {stack.azurite.process.pid}) exited with code {azurite_code}; "
+                    "the stack cannot read or write blobs, so it stops. Start it again with `multiline serve` "
+                    f"(its data stays in {state_dir}); Azurite's log: {stack.azurite.log_file}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                exit_code = 1
+                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -185,7 +198,7 @@ def cmd_serve(args) -> int:
         mine = _read_stack_file(state_dir)
         if mine and mine.get("pid") == os.getpid():  # never remove another serve's file
             _stack_file(state_dir).unlink(missing_ok=True)
-    return 0
+    return exit_code
 
 
 def _refused(args, body: dict) -> int:

@@ -147,3 +147,32 @@ def test_serve_status_and_upload_keep_to_MULTILINE_STATE_DIR(tmp_path, source_id
         serve.wait(timeout=90)
     gone = cli("status")
     assert gone.returncode == 1 and f"no running stack found ({state / 'stack.json'} is missing)" in gone.stderr
+
+
+def test_serve_stops_and_says_so_when_its_azurite_dies(tmp_path):
+    environment = {**os.environ, "MULTILINE_STATE_DIR": str(tmp_path)}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "local.cli", "serve", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stack_file = tmp_path / "serve" / "stack.json"
+        deadline = time.monotonic() + 90
+        while not stack_file.exists():
+            assert serve.poll() is None and time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.2)
+        time.sleep(0.5)  # written whole
+        azurite_pid = json.loads(stack_file.read_text())["azurite_pid"]
+        os.kill(azurite_pid, signal.SIGKILL)
+        _, stderr = serve.communicate(timeout=90)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert serve.returncode == 1
+    assert f"Azurite (pid {azurite_pid}) exited" in stderr and "Start it again with `multiline serve`" in stderr
+    assert not stack_file.exists()  # the next serve or CLI call finds no stale stack file
