@@ -234,6 +234,7 @@ class Api:
         filters = request.get("filters") or {}
         if not isinstance(filters, dict):
             raise RetrainRequestError("filters", "field 'filters' must be an object {column: value | [values] | {min, max}}")
+        filters = dict(filters)
         known = set(self.ports.spec.required_columns)
         for column, condition in filters.items():
             where = f"filters.{column}"
@@ -266,9 +267,19 @@ class Api:
                     raise RetrainRequestError(where, f"field {where!r}: a list of values must be non-empty and flat")
             elif condition is None:
                 raise RetrainRequestError(where, f"field {where!r}: give a value, a list of values or {{min, max}}")
-            numeric = {*self.ports.spec.numeric_features, self.ports.spec.target}
-            if column in numeric and not isinstance(condition, dict):
-                for value in condition if isinstance(condition, list) else [condition]:
+            values = condition if isinstance(condition, list) else [condition]
+            if column in self.ports.spec.categorical_features:
+                # Categories are read as text: wd=1 in a file is the category "1", which the number 1 would
+                # never equal (the CLI's --filter wd=1 sends a number).
+                for value in values:
+                    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                        raise RetrainRequestError(
+                            where, f"field {where!r}: {column!r} is categorical; a value must be text or a number, got {value!r}"
+                        )
+                as_text = [value if isinstance(value, str) else str(value) for value in values]
+                filters[column] = as_text if isinstance(condition, list) else as_text[0]
+            elif not isinstance(condition, dict):  # every other spec column is a number (timestamp parts too)
+                for value in values:
                     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                         raise RetrainRequestError(
                             where, f"field {where!r}: {column!r} is numeric; a value must be a finite number, got {value!r}"
