@@ -184,7 +184,8 @@ def cmd_serve(args) -> int:
             if azurite_code is not None:
                 print(
                     f"multiline serve: Azurite (pid {stack.azurite.process.pid}) exited with code {azurite_code}; "
-                    "the stack cannot read or write blobs, so it stops. Start it again with `multiline serve` "
+                    "the stack cannot read or write blobs, so it stops (work in flight may take a minute or two to give up). "
+                    "Start it again with `multiline serve` "
                     f"(its data stays in {state_dir}); Azurite's log: {stack.azurite.log_file}",
                     file=sys.stderr,
                     flush=True,
@@ -194,10 +195,12 @@ def cmd_serve(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stack.stop()
+        # The stack file goes first: a stack that is stopping (work in flight may take a while to give up on a
+        # dead Azurite) is no longer one for the other commands to address.
         mine = _read_stack_file(state_dir)
         if mine and mine.get("pid") == os.getpid():  # never remove another serve's file
             _stack_file(state_dir).unlink(missing_ok=True)
+        stack.stop()
     return exit_code
 
 
