@@ -165,6 +165,7 @@ def conform(
     if frame.empty:
         raise DataFileError(f"{where}: has a header but no rows; expected at least one data row")
     frame = frame.copy()
+    target_values = int(frame[spec.target].notna().sum())
     for column in [*spec.numeric_features, spec.target]:
         if not pd.api.types.is_numeric_dtype(frame[column]):
             converted = pd.to_numeric(frame[column], errors="coerce")
@@ -189,6 +190,12 @@ def conform(
             )
             frame.loc[extreme, column] = np.nan
     if frame[spec.target].isna().all():
+        if target_values:  # there were values, none of them usable: say why rather than "empty"
+            why = "; ".join(warning for warning in warnings if warning.startswith(f"column {spec.target!r}:"))
+            raise DataFileError(
+                f"{where}: column {spec.target!r} (the target) has no usable value among its {target_values} "
+                f"({why}); expected at least one labelled row"
+            )
         raise DataFileError(
             f"{where}: column {spec.target!r} (the target) is empty in every row; expected at least one labelled row"
         )

@@ -195,3 +195,10 @@ def test_a_target_of_text_among_gaps_and_a_repeated_column_are_named_as_what_the
     payload = doubled.to_csv(index=False).replace("PM10 again", "PM10").encode()
     with pytest.raises(DataFileError, match=r"the header names 'PM10' 2 times; expected each column once"):
         read_table(payload, "doubled.csv", SPEC)
+
+
+def test_a_target_of_only_absurd_values_is_named_as_such_not_as_empty():
+    frame = pd.read_csv(io.BytesIO(monthly_csv("Dongsi", [(2014, 5)])[(2014, 5)]))
+    frame["PM2.5"] = 1e15
+    with pytest.raises(DataFileError, match=r"\(the target\) has no usable value among its 744 \(column 'PM2.5': 744 value"):
+        read_table(frame.to_csv(index=False).encode(), "huge.csv", SPEC)
