@@ -23,6 +23,7 @@ def resolve_data(request: dict) -> dict:
     slack = timedelta(days=settings.blob_date_slack_days)
     blobs, skipped, newest = [], [], None
     older: list[tuple[datetime, str]] = []  # dated too long before `start` to be read
+    later: list[tuple[datetime, str]] = []  # dated on or after `end`: their rows start after the range
     for blob in ports.storage.list(settings.containers.raw, f"{source_id}/"):
         if newest is None or blob.last_modified > newest:
             newest = blob.last_modified
@@ -43,6 +44,7 @@ def resolve_data(request: dict) -> dict:
         day = datetime(path.day.year, path.day.month, path.day.day)
         # The path date is when the file's data starts: a file may reach past it, never before it.
         if end is not None and day >= end:
+            later.append((day, blob.name))
             continue
         if start is not None and day < start - slack:
             older.append((day, blob.name))
@@ -50,6 +52,8 @@ def resolve_data(request: dict) -> dict:
         blobs.append((day, blob.name))
     blobs = [name for _, name in sorted(blobs)]
     not_read = _not_read_before(older, start, slack, settings.blob_date_slack_days)
+    if not blobs:
+        not_read = _nothing_in_range(not_read, older, later, end)
     manifest = {
         "source_id": source_id,
         "start": request.get("start"),
@@ -89,6 +93,21 @@ def _not_read_before(older: list[tuple[datetime, str]], start, slack: timedelta,
             "the day its rows start, or split it by month"
         ),
     }
+
+
+def _nothing_in_range(not_read: dict, older: list, later: list, end) -> dict:
+    """When the range holds no file, say where the source's files are: all before it, or some after its end."""
+    if later:
+        day, name = min(later)
+        after = (
+            f"{len(later)} file(s) of this source are dated on or after the range's end {end.date()}, the earliest "
+            f"{name}: a file's folder date is the day its rows start, so they hold no row of the range"
+        )
+        hint = f"{not_read['not_read_hint']}; {after}" if not_read else after
+        return {**not_read, "not_read_after_end": {"count": len(later), "earliest": name}, "not_read_hint": hint}
+    if older:  # every file lies before the range
+        return {**not_read, "not_read_hint": f"the range starts after all of this source's files: {not_read['not_read_hint']}"}
+    return not_read
 
 
 def _eval_start_estimate(ports, blobs: list[str], start, end) -> str | None:

@@ -123,3 +123,27 @@ def test_the_repeat_warning_counts_the_named_files_rows_once_however_many_older_
     assert len(rows) == 31 * 24
     [problem] = [item for item in problems if item["blob"] == names[-1]]
     assert "744 row(s) repeat readings already uploaded in" in problem["warning"]  # not 1488: two older copies
+
+
+def test_a_range_without_files_says_where_the_sources_files_are(storage, azurite, source_id, tmp_path, monkeypatch):
+    from activities.resolve_data import resolve_data
+    from shared.adapters import reset_ports
+
+    monkeypatch.setenv("MULTILINE_MODE", "local")
+    monkeypatch.setenv("MULTILINE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("MULTILINE_STATE_DIR", str(tmp_path))
+    reset_ports()
+    try:
+        storage.write("raw", f"{source_id}/2016/03/01/march.csv", monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])
+        storage.write("raw", f"{source_id}/2099/01/01/misdated.csv", monthly_csv("Dongsi", [(2016, 4)])[(2016, 4)])
+        before = resolve_data({"source_id": source_id, "run_id": "r1", "start": "2015-01-01", "end": "2016-01-01"})
+        assert before["blob_count"] == 0 and before["not_read_after_end"] == {
+            "count": 2,
+            "earliest": f"{source_id}/2016/03/01/march.csv",
+        }
+        assert "2 file(s) of this source are dated on or after the range's end 2016-01-01" in before["not_read_hint"]
+        after = resolve_data({"source_id": source_id, "run_id": "r2", "start": "2100-01-01", "end": "2100-02-01"})
+        assert after["blob_count"] == 0 and after["not_read_hint"].startswith("the range starts after all of this source's files")
+        assert f"the newest {source_id}/2099/01/01/misdated.csv" in after["not_read_hint"]
+    finally:
+        reset_ports()
