@@ -366,6 +366,11 @@ def cmd_upload(args) -> int:
         day = args.date or first_day
         if args.date:
             print(f"{path.name}: its rows start on {first_day}; dated {day} as --date says")
+            if args.date > first_day:
+                print(
+                    f"{path.name}: warning: dated after its first rows: a retrain reads files by their folder date, "
+                    f"so a range ending on or before {day} does not read this file's rows from {first_day} on"
+                )
         else:
             print(f"{path.name}: its rows start on {first_day} (use --date to choose another day)")
         for warning in warnings:  # what a run will say about it too: it is used, minus what the warning drops

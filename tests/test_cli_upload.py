@@ -79,12 +79,18 @@ def test_upload_with_a_date_checks_the_file_as_without_one(stack_dir, storage, s
     out = capsys.readouterr().out
     assert "warned.csv: its rows start on 2016-04-01; dated 2016-03-20 as --date says" in out
     assert "warned.csv: warning: 8 row(s) have no valid timestamp; dropped" in out
+    assert "dated after its first rows" not in out  # dated before its rows: every range that holds them reads it
+    april.to_csv(stack_dir / "late.csv", index=False)
+    assert main(["upload", source_id, str(stack_dir / "late.csv"), "--date", "2099-01-01", *state]) == 0
+    out = capsys.readouterr().out
+    assert "late.csv: warning: dated after its first rows" in out and "rows from 2016-04-01 on" in out
 
     assert main(["upload", source_id, str(stack_dir / "garbage.csv"), "--date", "2016-01-01", "--force", *state]) == 0
     assert "uploaded anyway (--force), dated 2016-01-01" in capsys.readouterr().out
     assert sorted(info.name for info in storage.list("raw", f"{source_id}/")) == [
         f"{source_id}/2016/01/01/garbage.csv",
         f"{source_id}/2016/03/20/warned.csv",
+        f"{source_id}/2099/01/01/late.csv",
     ]
 
 
