@@ -151,6 +151,8 @@ class Api:
         try:
             registry.get(source_id, version)
         except NotFound:
+            if not registry.versions(source_id):
+                return error(404, f"source {source_id!r} has no models at all: unknown source (see GET /api/sources)")
             return error(404, f"source {source_id!r} has no model version {version}")
         champion, _ = registry.champion(source_id)
         if version == champion:
