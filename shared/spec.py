@@ -91,7 +91,9 @@ def _require(raw: dict, key: str, kind: type, where: str) -> Any:
 
 def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool = True) -> ModelSpec:
     """The spec in `raw`, or SpecError naming the field. `require_regressor=False` only for a spec a model was
-    already trained with (`spec_of_model`): such a model is still scored and can be replaced by a regressor."""
+    already trained with (`spec_of_model`): such a model is still scored and can be replaced by a regressor, so
+    what only matters for training a new model (a regressor, valid estimator params, the evaluation's numbers)
+    is not checked again."""
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a JSON object")
     target = _require(raw, "target", str, where)
@@ -126,12 +128,19 @@ def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool 
 
     estimator = _require(raw, "estimator", dict, where)
     estimator_class = _require(estimator, "class", str, f"{where}: estimator")
+    params = estimator.get("params", {})
+    if require_regressor and not isinstance(params, dict):
+        raise SpecError(f"{where}: estimator.params must be an object of the estimator's parameters, got {params!r}")
     if not estimator_class.startswith("sklearn."):
         raise SpecError(f"{where}: estimator.class must be a scikit-learn class (sklearn.*), got {estimator_class!r}")
     loss = raw.get("loss", "rmse")
     if loss not in LOSSES:
         raise SpecError(f"{where}: loss must be one of {LOSSES}, got {loss!r}")
     evaluation = raw.get("evaluation", {})
+    if not isinstance(evaluation, dict):
+        raise SpecError(f"{where}: evaluation must be an object with window_days and min_rows, got {evaluation!r}")
+    window_days = _evaluation_number(evaluation, "window_days", 30, where, strict=require_regressor)
+    min_rows = _evaluation_number(evaluation, "min_rows", 100, where, strict=require_regressor)
     derived = _parse_derived(raw.get("derived_features", {}), target, list(numeric), where)
     drift = raw.get("drift", {})
     exclude = drift.get("exclude", []) if isinstance(drift, dict) else None
@@ -148,10 +157,10 @@ def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool 
         numeric_impute=numeric_impute,
         categorical_impute=categorical_impute,
         estimator_class=estimator_class,
-        estimator_params=dict(estimator.get("params", {})),
+        estimator_params=dict(params),
         loss=loss,
-        eval_window_days=int(evaluation.get("window_days", 30)),
-        eval_min_rows=int(evaluation.get("min_rows", 100)),
+        eval_window_days=window_days,
+        eval_min_rows=min_rows,
         derived=derived,
         drift_exclude=list(exclude),
         raw=raw,
@@ -160,6 +169,8 @@ def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool 
         estimator = spec.build_estimator()
     except (ImportError, AttributeError, TypeError) as exc:
         raise SpecError(f"{where}: estimator {estimator_class} cannot be built: {exc}") from exc
+    if require_regressor:
+        _validate_params(estimator, estimator_class, where)
     if require_regressor and not _is_regressor(estimator):
         # Every spec predicts a number (the target) and scores it with rmse or mae: a clusterer, classifier
         # or transformer would still "train", lose by far and, as a source's first model, be shipped.
@@ -169,6 +180,34 @@ def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool 
             "(sklearn.base.is_regressor), e.g. sklearn.ensemble.HistGradientBoostingRegressor"
         )
     return spec
+
+
+def _evaluation_number(evaluation: dict, key: str, default: int, where: str, *, strict: bool) -> int:
+    """evaluation.window_days or .min_rows: a whole number of at least 1 (a spec a model was trained with is only
+    read as a number, as it was when that model was trained)."""
+    value = evaluation.get(key, default)
+    if not strict:
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{where}: evaluation.{key} must be a whole number, got {value!r}") from exc
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{where}: evaluation.{key} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _validate_params(estimator: Any, estimator_class: str, where: str) -> None:
+    """The estimator's own parameter checks, run now rather than when every training run calls fit.
+
+    scikit-learn (>= 1.2) checks the type and range of each parameter in `_validate_params`, the first thing
+    `fit` does; an estimator without it is left to its own fit."""
+    validate = getattr(estimator, "_validate_params", None)
+    if not callable(validate):
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as exc:  # sklearn's InvalidParameterError is both
+        raise SpecError(f"{where}: estimator.params are not valid for {estimator_class}: {exc}") from exc
 
 
 def _is_regressor(estimator: Any) -> bool:
@@ -222,9 +261,17 @@ def _parse_derived(derived: dict, target: str, numeric: list[str], where: str) -
 def load_spec(path: str | Path) -> ModelSpec:
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise SpecError(f"model spec {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise SpecError(f"model spec {path} is a directory, not a JSON file") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"model spec {path} is not UTF-8 text: {exc}") from exc
+    except OSError as exc:  # permissions, a special file, an I/O error
+        raise SpecError(f"model spec {path} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"model spec {path} is not valid JSON: {exc}") from exc
     return parse_spec(raw, where=f"model spec {path}")
