@@ -80,6 +80,19 @@ def storage(azurite) -> BlobStorage:
 
 
 @pytest.fixture
+def local_ports(azurite, tmp_path, monkeypatch):
+    """The process's ports (what activities use) in local mode on the session's Azurite."""
+    from shared.adapters import get_ports, reset_ports
+
+    monkeypatch.setenv("MULTILINE_MODE", "local")
+    monkeypatch.setenv("MULTILINE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("MULTILINE_STATE_DIR", str(tmp_path))
+    reset_ports()
+    yield get_ports()
+    reset_ports()
+
+
+@pytest.fixture
 def source_id() -> str:
     """A fresh source id per test, so tests sharing one Azurite never see each other's blobs."""
     return f"src-{uuid.uuid4().hex[:10]}"

@@ -125,3 +125,28 @@ class ChampionWatch:
 
     def versions(self, source) -> list:
         return [version for version in self.seen[source] if version is not None]
+
+
+def start_serve(state_dir, *arguments, env=None, stderr=None):
+    """`multiline serve` as a subprocess, returned once its stack file (in `state_dir`) is written whole."""
+    import subprocess
+    import sys
+
+    from shared.settings import PROJECT_ROOT
+
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "local.cli", "serve", *arguments],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr if stderr is not None else subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while not (state_dir / "stack.json").exists():
+        if serve.poll() is not None or time.monotonic() > deadline:
+            serve.kill()
+            raise AssertionError("serve did not come up")
+        time.sleep(0.2)
+    time.sleep(0.5)  # written whole
+    return serve

@@ -5,13 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from shared.settings import PROJECT_ROOT
 from shared.source_data import STATUS_KEY
 from tests.conftest import station_frame
+from tests.stack_helpers import start_serve
 
 
 @pytest.fixture
@@ -129,19 +129,8 @@ def test_serve_status_and_upload_keep_to_MULTILINE_STATE_DIR(tmp_path, source_id
             timeout=120,
         )
 
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "local.cli", "serve", "--port", "0"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve = start_serve(state, "--port", "0", env=environment)
     try:
-        deadline = time.monotonic() + 90
-        while not (state / "stack.json").exists():
-            assert serve.poll() is None and time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.2)
-        time.sleep(0.5)  # written whole
         status = cli("status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr
         assert "sources" in json.loads(status.stdout)
@@ -157,21 +146,9 @@ def test_serve_status_and_upload_keep_to_MULTILINE_STATE_DIR(tmp_path, source_id
 
 def test_serve_stops_and_says_so_when_its_azurite_dies(tmp_path):
     environment = {**os.environ, "MULTILINE_STATE_DIR": str(tmp_path)}
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "local.cli", "serve", "--port", "0"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stack_file = tmp_path / "serve" / "stack.json"
+    serve = start_serve(stack_file.parent, "--port", "0", env=environment, stderr=subprocess.PIPE)
     try:
-        stack_file = tmp_path / "serve" / "stack.json"
-        deadline = time.monotonic() + 90
-        while not stack_file.exists():
-            assert serve.poll() is None and time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.2)
-        time.sleep(0.5)  # written whole
         azurite_pid = json.loads(stack_file.read_text())["azurite_pid"]
         os.kill(azurite_pid, signal.SIGKILL)
         _, stderr = serve.communicate(timeout=90)

@@ -5,24 +5,10 @@ from __future__ import annotations
 import os
 import uuid
 
-import pytest
-
 from shared.blob_registry import BlobModelRegistry
 from shared.fleet_model import FLEET_SOURCE
 from tests.conftest import months_from
 from tests.test_training_contract import job_for, upload_months, wait_for
-
-
-@pytest.fixture
-def local_ports(azurite, tmp_path, monkeypatch):
-    from shared.adapters import get_ports, reset_ports
-
-    monkeypatch.setenv("MULTILINE_MODE", "local")
-    monkeypatch.setenv("MULTILINE_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    monkeypatch.setenv("MULTILINE_STATE_DIR", str(tmp_path))
-    reset_ports()
-    yield get_ports()
-    reset_ports()
 
 
 def test_a_fleet_model_that_is_already_the_champion_is_not_its_own_challenger(storage, azurite, fast_spec, tmp_path, local_ports):

@@ -10,6 +10,7 @@ from datetime import date
 from shared.image_context import image_name
 from shared.settings import PROJECT_ROOT
 from tests.conftest import station_frame
+from tests.stack_helpers import start_serve
 
 
 def test_demo_on_another_folder_of_files(tmp_path, fast_spec_path):
@@ -264,22 +265,15 @@ def test_the_demo_names_a_station_file_it_cannot_replay(tmp_path):
 def test_serve_keeps_its_azurite_port_across_restarts(tmp_path):
     import signal
     import socket
-    import time
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     state = tmp_path / "serve"
-    command = [sys.executable, "-m", "local.cli", "serve", "--port", str(port), "--state-dir", str(state)]
     accounts = []
     for _ in range(2):
-        serve = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        serve = start_serve(state, "--port", str(port), "--state-dir", str(state))
         try:
-            deadline = time.monotonic() + 90
-            while not (state / "stack.json").exists():
-                assert serve.poll() is None and time.monotonic() < deadline, "serve did not come up"
-                time.sleep(0.2)
-            time.sleep(0.5)  # written whole
             accounts.append(json.loads((state / "stack.json").read_text())["account_url"])
         finally:
             serve.send_signal(signal.SIGTERM)

@@ -85,32 +85,22 @@ def test_a_file_rejected_earlier_is_read_again_and_its_verdict_cleared_once_it_p
     assert metadata[STATUS_KEY] == ACCEPTED and WARNING_KEY not in metadata
 
 
-def test_resolve_data_lists_files_rejected_earlier_but_not_an_empty_one(storage, azurite, source_id, tmp_path, monkeypatch):
+def test_resolve_data_lists_files_rejected_earlier_but_not_an_empty_one(storage, source_id, local_ports):
     from activities.resolve_data import resolve_data
     from shared import codec
-    from shared.adapters import reset_ports
 
-    monkeypatch.setenv("MULTILINE_MODE", "local")
-    monkeypatch.setenv("MULTILINE_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    monkeypatch.setenv("MULTILINE_STATE_DIR", str(tmp_path))
-    reset_ports()
-    try:
-        rejected = f"{source_id}/2016/03/01/march.csv"
-        empty = f"{source_id}/2016/03/02/empty.csv"
-        storage.write("raw", rejected, monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])
-        storage.set_metadata(
-            "raw", rejected, {STATUS_KEY: "rejected", ERROR_KEY: "the file is 60000 bytes; expected at most 100"}
-        )
-        storage.write("raw", empty, b"")
-        result = resolve_data({"source_id": source_id, "run_id": "r1", "start": "2016-03-01", "end": "2016-04-01"})
-        manifest = codec.loads(storage.read(*result["manifest_uri"].split("/", 1))[0])
-        assert manifest["blobs"] == [rejected]
-        assert [item["blob"] for item in manifest["skipped"]] == [empty] and "empty" in manifest["skipped"][0]["reason"]
-        marked = storage.info("raw", empty)
-        again = resolve_data({"source_id": source_id, "run_id": "r2", "start": "2016-03-01", "end": "2016-04-01"})
-        assert again["skipped_count"] == 1 and storage.info("raw", empty).etag == marked.etag  # not marked twice
-    finally:
-        reset_ports()
+    rejected = f"{source_id}/2016/03/01/march.csv"
+    empty = f"{source_id}/2016/03/02/empty.csv"
+    storage.write("raw", rejected, monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])
+    storage.set_metadata("raw", rejected, {STATUS_KEY: "rejected", ERROR_KEY: "the file is 60000 bytes; expected at most 100"})
+    storage.write("raw", empty, b"")
+    result = resolve_data({"source_id": source_id, "run_id": "r1", "start": "2016-03-01", "end": "2016-04-01"})
+    manifest = codec.loads(storage.read(*result["manifest_uri"].split("/", 1))[0])
+    assert manifest["blobs"] == [rejected]
+    assert [item["blob"] for item in manifest["skipped"]] == [empty] and "empty" in manifest["skipped"][0]["reason"]
+    marked = storage.info("raw", empty)
+    again = resolve_data({"source_id": source_id, "run_id": "r2", "start": "2016-03-01", "end": "2016-04-01"})
+    assert again["skipped_count"] == 1 and storage.info("raw", empty).etag == marked.etag  # not marked twice
 
 
 def test_the_repeat_warning_counts_the_named_files_rows_once_however_many_older_files_held_them(storage, source_id):
@@ -125,25 +115,17 @@ def test_the_repeat_warning_counts_the_named_files_rows_once_however_many_older_
     assert "744 row(s) repeat readings already uploaded in" in problem["warning"]  # not 1488: two older copies
 
 
-def test_a_range_without_files_says_where_the_sources_files_are(storage, azurite, source_id, tmp_path, monkeypatch):
+def test_a_range_without_files_says_where_the_sources_files_are(storage, source_id, local_ports):
     from activities.resolve_data import resolve_data
-    from shared.adapters import reset_ports
 
-    monkeypatch.setenv("MULTILINE_MODE", "local")
-    monkeypatch.setenv("MULTILINE_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    monkeypatch.setenv("MULTILINE_STATE_DIR", str(tmp_path))
-    reset_ports()
-    try:
-        storage.write("raw", f"{source_id}/2016/03/01/march.csv", monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])
-        storage.write("raw", f"{source_id}/2099/01/01/misdated.csv", monthly_csv("Dongsi", [(2016, 4)])[(2016, 4)])
-        before = resolve_data({"source_id": source_id, "run_id": "r1", "start": "2015-01-01", "end": "2016-01-01"})
-        assert before["blob_count"] == 0 and before["not_read_after_end"] == {
-            "count": 2,
-            "earliest": f"{source_id}/2016/03/01/march.csv",
-        }
-        assert "2 file(s) of this source are dated on or after the range's end 2016-01-01" in before["not_read_hint"]
-        after = resolve_data({"source_id": source_id, "run_id": "r2", "start": "2100-01-01", "end": "2100-02-01"})
-        assert after["blob_count"] == 0 and after["not_read_hint"].startswith("the range starts after all of this source's files")
-        assert f"the newest {source_id}/2099/01/01/misdated.csv" in after["not_read_hint"]
-    finally:
-        reset_ports()
+    storage.write("raw", f"{source_id}/2016/03/01/march.csv", monthly_csv("Dongsi", [(2016, 3)])[(2016, 3)])
+    storage.write("raw", f"{source_id}/2099/01/01/misdated.csv", monthly_csv("Dongsi", [(2016, 4)])[(2016, 4)])
+    before = resolve_data({"source_id": source_id, "run_id": "r1", "start": "2015-01-01", "end": "2016-01-01"})
+    assert before["blob_count"] == 0 and before["not_read_after_end"] == {
+        "count": 2,
+        "earliest": f"{source_id}/2016/03/01/march.csv",
+    }
+    assert "2 file(s) of this source are dated on or after the range's end 2016-01-01" in before["not_read_hint"]
+    after = resolve_data({"source_id": source_id, "run_id": "r2", "start": "2100-01-01", "end": "2100-02-01"})
+    assert after["blob_count"] == 0 and after["not_read_hint"].startswith("the range starts after all of this source's files")
+    assert f"the newest {source_id}/2099/01/01/misdated.csv" in after["not_read_hint"]
