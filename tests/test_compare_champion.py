@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 from shared.blob_registry import BlobModelRegistry
 from shared.fleet_model import FLEET_SOURCE
 from tests.conftest import months_from
-from tests.test_training_contract import job_for, upload_months, wait_for
+from tests.test_training_contract import train_locally
 
 
 def test_a_fleet_model_that_is_already_the_champion_is_not_its_own_challenger(storage, azurite, fast_spec, tmp_path, local_ports):
@@ -16,18 +15,9 @@ def test_a_fleet_model_that_is_already_the_champion_is_not_its_own_challenger(st
     must pit the source's own challenger against it, not report the champion against itself."""
     from activities.compare_champion import compare_champion
     from activities.promote import adopt_fleet_model
-    from shared.local_training import LocalTrainingBackend
 
     source_id = f"cmp-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "MULTILINE_STORAGE_CONNECTION_STRING": azurite.connection_string, "MULTILINE_MODE": "local"}
-    backend = LocalTrainingBackend(storage, "jobs", concurrency=1, env=env, log_dir=tmp_path)
-    try:
-        names = upload_months(storage, source_id, "Gucheng", months_from(2015, 6, 3))
-        status = wait_for(backend, backend.submit(job_for(source_id, names, fast_spec)))
-    finally:
-        backend.close()
-    assert status["state"] == "succeeded", status
-    challenger = status["result"]["model_version"]
+    challenger = train_locally(storage, azurite, fast_spec, tmp_path, source_id, "Gucheng", months_from(2015, 6, 3))
     registry = BlobModelRegistry(storage)
     record = registry.get(source_id, challenger)
     # A fleet model of the same window (its bytes stand in for one trained on every source).

@@ -20,24 +20,16 @@ import pytest
 from shared.blob_registry import BlobModelRegistry
 from shared.ports import BUILD_STATES
 from tests.conftest import months_from
-from tests.test_training_contract import job_for, upload_months, wait_for
+from tests.test_training_contract import train_locally
 
 
 @pytest.fixture(scope="module")
 def trained(storage, azurite, fast_spec, tmp_path_factory):
     """A source with one model trained for real by the local backend: (source id, version, registry)."""
-    from shared.local_training import LocalTrainingBackend
-
     source_id = f"img-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "MULTILINE_STORAGE_CONNECTION_STRING": azurite.connection_string, "MULTILINE_MODE": "local"}
-    backend = LocalTrainingBackend(storage, "jobs", concurrency=1, env=env, log_dir=tmp_path_factory.mktemp("jobs"))
-    try:
-        names = upload_months(storage, source_id, "Gucheng", months_from(2015, 6, 3))
-        status = wait_for(backend, backend.submit(job_for(source_id, names, fast_spec)))
-    finally:
-        backend.close()
-    assert status["state"] == "succeeded", status
-    return source_id, status["result"]["model_version"], BlobModelRegistry(storage)
+    log_dir = tmp_path_factory.mktemp("jobs")
+    version = train_locally(storage, azurite, fast_spec, log_dir, source_id, "Gucheng", months_from(2015, 6, 3))
+    return source_id, version, BlobModelRegistry(storage)
 
 
 @pytest.fixture(params=["local", "azure"])

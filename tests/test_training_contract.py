@@ -80,6 +80,21 @@ def job_for(source_id, names, spec, **extra):
     return {"source_id": source_id, "spec": spec.to_dict(), "manifest": {"blobs": names}, **extra}
 
 
+def train_locally(storage, azurite, spec, log_dir, source_id, station, months) -> int:
+    """Upload a station's months as the source's files, train on them with the local backend: the model version."""
+    from shared.local_training import LocalTrainingBackend
+
+    env = {**os.environ, "MULTILINE_STORAGE_CONNECTION_STRING": azurite.connection_string, "MULTILINE_MODE": "local"}
+    backend = LocalTrainingBackend(storage, "jobs", concurrency=1, env=env, log_dir=log_dir)
+    try:
+        names = upload_months(storage, source_id, station, months)
+        status = wait_for(backend, backend.submit(job_for(source_id, names, spec)))
+    finally:
+        backend.close()
+    assert status["state"] == "succeeded", status
+    return status["result"]["model_version"]
+
+
 def test_a_job_registers_a_model_that_never_saw_its_evaluation_rows(world, storage, fast_spec, source_id):
     from shared.modeling import aggregate_loss, score_rows
 
