@@ -44,8 +44,8 @@ def _model(registry, owner: str, version: int, record: dict):
     return model
 
 
-def _row_losses(registry, owner: str, version: int, rows: pd.DataFrame, default_spec, constants: dict | None):
-    record = registry.get(owner, version)
+def _row_losses(registry, owner: str, version: int, rows: pd.DataFrame, default_spec, constants: dict | None, record=None):
+    record = record or registry.get(owner, version)
     spec = spec_of_model(record, default_spec)
     model = _model(registry, owner, version, record)
     losses, stamps = score_rows(model, rows, spec, constants or record.get("constant_features"))
@@ -81,7 +81,9 @@ def compare_champion(request: dict) -> dict:
                 }
             )
         elif pd.Timestamp(fleet_record["train_end"]) <= pd.Timestamp(eval_start):
-            _, fleet_losses, _ = _row_losses(registry, FLEET_SOURCE, int(fleet_version), rows, spec, {"_source": source_id})
+            _, fleet_losses, _ = _row_losses(
+                registry, FLEET_SOURCE, int(fleet_version), rows, spec, {"_source": source_id}, fleet_record
+            )
             candidates.append({"candidate": "fleet", "version": int(fleet_version), "loss": aggregate_loss(fleet_losses, spec)})
         else:
             candidates.append(
@@ -106,7 +108,7 @@ def compare_champion(request: dict) -> dict:
 
     champion_loss, champion_train_end, test, live = None, None, None, None
     if champion_version is not None:
-        _, champion_losses, _ = _row_losses(registry, source_id, champion_version, rows, spec, None)
+        _, champion_losses, _ = _row_losses(registry, source_id, champion_version, rows, spec, None, champion_record)
         champion_train_end = champion_record.get("train_end")
         champion_loss = aggregate_loss(champion_losses, spec)
         test = paired_bootstrap(

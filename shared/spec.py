@@ -89,11 +89,11 @@ def _require(raw: dict, key: str, kind: type, where: str) -> Any:
     return value
 
 
-def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool = True) -> ModelSpec:
-    """The spec in `raw`, or SpecError naming the field. `require_regressor=False` only for a spec a model was
-    already trained with (`spec_of_model`): such a model is still scored and can be replaced by a regressor, so
-    what only matters for training a new model (a regressor, valid estimator params, the evaluation's numbers)
-    is not checked again."""
+def parse_spec(raw: dict, where: str = "model spec", *, for_training: bool = True) -> ModelSpec:
+    """The spec in `raw`, or SpecError naming the field. `for_training=False` only for a spec a model was already
+    trained with (`spec_of_model`): such a model is still scored and can be replaced by a regressor, so what only
+    matters for training a new model (a regressor, valid estimator params, the evaluation's numbers) is not
+    checked again."""
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a JSON object")
     target = _require(raw, "target", str, where)
@@ -129,7 +129,7 @@ def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool 
     estimator = _require(raw, "estimator", dict, where)
     estimator_class = _require(estimator, "class", str, f"{where}: estimator")
     params = estimator.get("params", {})
-    if require_regressor and not isinstance(params, dict):
+    if for_training and not isinstance(params, dict):
         raise SpecError(f"{where}: estimator.params must be an object of the estimator's parameters, got {params!r}")
     if not estimator_class.startswith("sklearn."):
         raise SpecError(f"{where}: estimator.class must be a scikit-learn class (sklearn.*), got {estimator_class!r}")
@@ -139,8 +139,8 @@ def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool 
     evaluation = raw.get("evaluation", {})
     if not isinstance(evaluation, dict):
         raise SpecError(f"{where}: evaluation must be an object with window_days and min_rows, got {evaluation!r}")
-    window_days = _evaluation_number(evaluation, "window_days", 30, where, strict=require_regressor)
-    min_rows = _evaluation_number(evaluation, "min_rows", 100, where, strict=require_regressor)
+    window_days = _evaluation_number(evaluation, "window_days", 30, where, strict=for_training)
+    min_rows = _evaluation_number(evaluation, "min_rows", 100, where, strict=for_training)
     derived = _parse_derived(raw.get("derived_features", {}), target, list(numeric), where)
     drift = raw.get("drift", {})
     exclude = drift.get("exclude", []) if isinstance(drift, dict) else None
@@ -169,9 +169,9 @@ def parse_spec(raw: dict, where: str = "model spec", *, require_regressor: bool 
         estimator = spec.build_estimator()
     except (ImportError, AttributeError, TypeError) as exc:
         raise SpecError(f"{where}: estimator {estimator_class} cannot be built: {exc}") from exc
-    if require_regressor:
+    if for_training:
         _validate_params(estimator, estimator_class, where)
-    if require_regressor and not _is_regressor(estimator):
+    if for_training and not _is_regressor(estimator):
         # Every spec predicts a number (the target) and scores it with rmse or mae: a clusterer, classifier
         # or transformer would still "train", lose by far and, as a source's first model, be shipped.
         raise SpecError(
@@ -283,4 +283,4 @@ def spec_of_model(record: dict, default: ModelSpec) -> ModelSpec:
     if not document:
         return default
     # A model registered before regressors were required is still read, so a regressor can replace it.
-    return parse_spec(document, where=f"spec of model v{record.get('version')}", require_regressor=False)
+    return parse_spec(document, where=f"spec of model v{record.get('version')}", for_training=False)
